@@ -1,0 +1,172 @@
+//! Accounts: ids, overdraft limits and the attributes a client sets when opening one.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::money::{self, Currency};
+use crate::validation::ValidationError;
+
+/// 1-64 characters of `[A-Za-z0-9._:-]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(id: &str, field: &str) -> Result<Self, ValidationError> {
+        let ok = (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(Self(id.to_string()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_account_id",
+                field,
+                "account ids are 1-64 characters of letters, digits, '.', '_', ':' and '-'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How far below zero an account may go. `Unlimited` is an external funding account (Formance's
+/// `world`): it can be debited without bound and is how money enters the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverdraftLimit {
+    Limited(Decimal),
+    Unlimited,
+}
+
+impl OverdraftLimit {
+    pub fn parse(text: &str, currency: Currency, field: &str) -> Result<Self, ValidationError> {
+        if text == "unlimited" {
+            return Ok(Self::Unlimited);
+        }
+        money::parse_non_negative(text, currency, field).map(Self::Limited)
+    }
+
+    /// The database form: `NULL` means unlimited.
+    pub fn as_column(self) -> Option<Decimal> {
+        match self {
+            Self::Limited(d) => Some(d),
+            Self::Unlimited => None,
+        }
+    }
+
+    pub fn from_column(value: Option<Decimal>) -> Self {
+        value.map_or(Self::Unlimited, Self::Limited)
+    }
+
+    /// Whether a balance may go down to `balance`.
+    pub fn allows(self, balance: Decimal) -> bool {
+        match self {
+            Self::Unlimited => true,
+            Self::Limited(limit) => balance >= -limit,
+        }
+    }
+}
+
+impl fmt::Display for OverdraftLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unlimited => f.write_str("unlimited"),
+            Self::Limited(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// A validated request to open an account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAccount {
+    pub id: AccountId,
+    pub currency: Currency,
+    pub overdraft_limit: OverdraftLimit,
+    pub metadata: Value,
+}
+
+/// Largest metadata object accepted on accounts and transfers, serialized.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Metadata is a JSON object of bounded size (or absent, stored as `{}`).
+pub fn parse_metadata(value: Option<Value>, field: &str) -> Result<Value, ValidationError> {
+    match value {
+        None | Some(Value::Null) => Ok(Value::Object(Default::default())),
+        Some(v @ Value::Object(_)) => {
+            if v.to_string().len() > MAX_METADATA_BYTES {
+                Err(ValidationError::new(
+                    "metadata_too_large",
+                    field,
+                    format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes"),
+                ))
+            } else {
+                Ok(v)
+            }
+        }
+        Some(_) => Err(ValidationError::new(
+            "invalid_field",
+            field,
+            "metadata must be a JSON object",
+        )),
+    }
+}
+
+impl serde::Serialize for AccountId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        AccountId::parse(&s, "account_id").map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids() {
+        for ok in ["a", "acct_1", "world:usd", "merchant-42.main", &"x".repeat(64)] {
+            AccountId::parse(ok, "id").unwrap();
+        }
+        for bad in ["", "has space", "slash/no", "ünï", &"x".repeat(65)] {
+            assert_eq!(AccountId::parse(bad, "id").unwrap_err().code, "invalid_account_id");
+        }
+    }
+
+    #[test]
+    fn overdraft_limits() {
+        let usd = Currency::parse("USD").unwrap();
+        let limit = OverdraftLimit::parse("100", usd, "o").unwrap();
+        assert!(limit.allows(Decimal::new(-10000, 2)));
+        assert!(!limit.allows(Decimal::new(-10001, 2)));
+        assert!(OverdraftLimit::parse("unlimited", usd, "o").unwrap().allows(Decimal::MIN));
+        assert_eq!(OverdraftLimit::Limited(Decimal::ZERO).to_string(), "0");
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        assert_eq!(parse_metadata(None, "m").unwrap(), serde_json::json!({}));
+        assert_eq!(parse_metadata(Some(serde_json::json!([1])), "m").unwrap_err().code, "invalid_field");
+        let big = serde_json::json!({ "k": "x".repeat(MAX_METADATA_BYTES) });
+        assert_eq!(parse_metadata(Some(big), "m").unwrap_err().code, "metadata_too_large");
+    }
+}

@@ -1,0 +1,119 @@
+//! Configuration from the environment: the same variable names locally (devstack, tests) and in
+//! `template.yaml`. One loader, shared by every function.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::money;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`, e.g. `postgres://postgres@127.0.0.1:5432/ledger`.
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE` (default 2: a Lambda container serves one event at a time).
+    pub database_pool_size: usize,
+    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// `REDIS_KEY_PREFIX` (default `ledger`): every key we write starts with `<prefix>:`.
+    pub redis_key_prefix: String,
+    /// `SQS_QUEUE_URL`: the FIFO queue transfers travel on.
+    pub queue_url: String,
+    /// `SQS_DLQ_URL`: its dead-letter queue (optional; reported by `/queue/stats`).
+    pub dlq_url: Option<String>,
+    /// `IDEMPOTENCY_TTL_SECONDS` (default 86400): how long Redis keeps a reservation.
+    pub idempotency_ttl: Duration,
+    /// `MAX_TRANSFER_AMOUNT` (default 1000000000): largest amount of one transfer, in major units.
+    pub max_transfer_amount: Decimal,
+    /// `MAX_BODY_BYTES` (default 65536): larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `API_TOKENS`: `client_id:sha256hex[,client_id:sha256hex...]`, SHA-256 of each bearer token.
+    pub api_tokens: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Loads from any lookup (the environment in production, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ConfigError(format!("{name} is required")))
+        };
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{name} must be a whole number, got {v:?}"))),
+            }
+        };
+        let max_transfer_amount = match get("MAX_TRANSFER_AMOUNT").filter(|v| !v.is_empty()) {
+            None => Decimal::from(1_000_000_000u64),
+            Some(v) => money::parse_decimal_str(&v, "MAX_TRANSFER_AMOUNT")
+                .ok()
+                .filter(|d| *d > Decimal::ZERO)
+                .ok_or_else(|| ConfigError(format!("MAX_TRANSFER_AMOUNT must be a positive decimal, got {v:?}")))?,
+        };
+        Ok(Self {
+            database_url: required("DATABASE_URL")?,
+            database_pool_size: number("DATABASE_POOL_SIZE", 2)?.max(1) as usize,
+            redis_url: required("REDIS_URL")?,
+            redis_key_prefix: get("REDIS_KEY_PREFIX")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "ledger".into()),
+            queue_url: required("SQS_QUEUE_URL")?,
+            dlq_url: get("SQS_DLQ_URL").filter(|v| !v.is_empty()),
+            idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECONDS", 86_400)?.max(1)),
+            max_transfer_amount,
+            max_body_bytes: number("MAX_BODY_BYTES", 65_536)? as usize,
+            api_tokens: get("API_TOKENS").unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://x"),
+        ("REDIS_URL", "redis://x"),
+        ("SQS_QUEUE_URL", "http://q"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = load(&BASE).unwrap();
+        assert_eq!(c.redis_key_prefix, "ledger");
+        assert_eq!(c.idempotency_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.max_transfer_amount, Decimal::from(1_000_000_000));
+        assert_eq!(c.max_body_bytes, 65_536);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = load(&BASE[1..]).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        let mut bad = BASE.to_vec();
+        bad.push(("MAX_TRANSFER_AMOUNT", "-5"));
+        assert!(load(&bad).unwrap_err().to_string().contains("MAX_TRANSFER_AMOUNT"));
+        let mut bad = BASE.to_vec();
+        bad.push(("IDEMPOTENCY_TTL_SECONDS", "soon"));
+        assert!(load(&bad).unwrap_err().to_string().contains("IDEMPOTENCY_TTL_SECONDS"));
+    }
+}

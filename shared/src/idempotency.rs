@@ -1,0 +1,280 @@
+//! Redis adapter: idempotency reservations for intake and the best-effort status cache the processor
+//! fills. Redis keeps nothing on disk; losing it may cost a replay's messageId, never a double
+//! posting (the ledger's unique key is the final guard).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::transfers::deduplication_id;
+
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct CacheError(#[from] redis::RedisError);
+
+/// The 202 a client got when its transfer was accepted; replayed verbatim for the same request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub idempotency_key: String,
+    pub transaction_id: Uuid,
+    pub message_id: String,
+    pub accepted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "SCREAMING_SNAKE_CASE")]
+enum Record {
+    /// Reserved, message not yet on the queue. Short-lived, so a crashed intake frees the key.
+    InProgress {
+        #[serde(rename = "requestHash")]
+        request_hash: String,
+        token: Uuid,
+    },
+    Enqueued {
+        #[serde(rename = "requestHash")]
+        request_hash: String,
+        accepted: Accepted,
+    },
+}
+
+/// Outcome of trying to reserve a key.
+#[derive(Debug, PartialEq)]
+pub enum Reservation {
+    /// The key is ours: enqueue, then `confirm` (or `release` if the enqueue failed).
+    Reserved(ReservationToken),
+    /// Same key, same request, already accepted: replay this.
+    Replay(Accepted),
+    /// Same key, same request, still being enqueued by another request.
+    InProgress,
+    /// Same key, different request.
+    KeyReused,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ReservationToken {
+    key: String,
+    value: String,
+    request_hash: String,
+}
+
+/// The cached final status of a transfer, written after the processor commits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedStatus {
+    pub status: String,
+    pub transaction_id: Uuid,
+    pub failure_code: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStats {
+    pub key_prefix: String,
+    pub keys: u64,
+    pub reservations: u64,
+    pub cached_statuses: u64,
+    pub used_memory_bytes: u64,
+    pub used_memory_human: String,
+}
+
+/// How long an in-progress reservation lives if its request never finishes.
+const IN_PROGRESS_TTL: Duration = Duration::from_secs(30);
+
+const RESERVE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// Redis client shared by intake, the status route and the processor. The connection is opened on
+/// first use, not at start-up.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    client: redis::Client,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl IdempotencyStore {
+    pub fn new(redis_url: &str, prefix: &str, ttl: Duration) -> Result<Self, CacheError> {
+        Ok(Self {
+            client: redis::Client::open(redis_url)?,
+            conn: Default::default(),
+            prefix: prefix.to_string(),
+            ttl,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, CacheError> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(1)))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(self.client.clone(), config)
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    fn reservation_key(&self, client_id: &str, key: &str) -> String {
+        format!("{}:idem:{}", self.prefix, deduplication_id(client_id, key))
+    }
+
+    fn status_key(&self, client_id: &str, key: &str) -> String {
+        format!("{}:status:{}", self.prefix, deduplication_id(client_id, key))
+    }
+
+    /// Atomically reserves `key` for this request, or reports what already holds it.
+    pub async fn reserve(&self, client_id: &str, key: &str, request_hash: &str) -> Result<Reservation, CacheError> {
+        let redis_key = self.reservation_key(client_id, key);
+        let value = serde_json::to_string(&Record::InProgress {
+            request_hash: request_hash.to_string(),
+            token: Uuid::now_v7(),
+        })
+        .expect("serializable");
+        let mut conn = self.conn().await?;
+        let existing: Option<String> = redis::Script::new(RESERVE)
+            .key(&redis_key)
+            .arg(&value)
+            .arg(IN_PROGRESS_TTL.as_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        let Some(existing) = existing else {
+            return Ok(Reservation::Reserved(ReservationToken {
+                key: redis_key,
+                value,
+                request_hash: request_hash.to_string(),
+            }));
+        };
+        Ok(match serde_json::from_str::<Record>(&existing) {
+            Ok(Record::InProgress { request_hash: h, .. }) if h == request_hash => Reservation::InProgress,
+            Ok(Record::Enqueued { request_hash: h, accepted }) if h == request_hash => Reservation::Replay(accepted),
+            // A record we cannot read is treated as another request's: never enqueue over it.
+            _ => Reservation::KeyReused,
+        })
+    }
+
+    /// Records the accepted response under the reservation, for the full TTL.
+    pub async fn confirm(&self, token: ReservationToken, accepted: &Accepted) -> Result<(), CacheError> {
+        let value = serde_json::to_string(&Record::Enqueued {
+            request_hash: token.request_hash,
+            accepted: accepted.clone(),
+        })
+        .expect("serializable");
+        let mut conn = self.conn().await?;
+        let opts = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::XX)
+            .with_expiration(redis::SetExpiry::EX(self.ttl.as_secs()));
+        let _: Option<String> = conn.set_options(&token.key, value, opts).await?;
+        Ok(())
+    }
+
+    /// Frees a reservation whose message never reached the queue, so the client's retry can proceed.
+    pub async fn release(&self, token: ReservationToken) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::Script::new(RELEASE)
+            .key(&token.key)
+            .arg(&token.value)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The accepted response for a key that is queued (or being queued), if Redis still has it.
+    /// `Ok(Some(None))` means the key is reserved but not yet confirmed.
+    pub async fn pending(&self, client_id: &str, key: &str) -> Result<Option<Option<Accepted>>, CacheError> {
+        let mut conn = self.conn().await?;
+        let raw: Option<String> = conn.get(self.reservation_key(client_id, key)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str::<Record>(&r).ok()).map(|r| match r {
+            Record::InProgress { .. } => None,
+            Record::Enqueued { accepted, .. } => Some(accepted),
+        }))
+    }
+
+    /// Caches final statuses after a commit, in one round trip.
+    pub async fn cache_statuses(&self, items: &[(&str, &str, CachedStatus)]) -> Result<(), CacheError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (client_id, key, status) in items {
+            let value = serde_json::to_string(status).expect("serializable");
+            pipe.set_ex(self.status_key(client_id, key), value, self.ttl.as_secs()).ignore();
+        }
+        let mut conn = self.conn().await?;
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn cached_status(&self, client_id: &str, key: &str) -> Result<Option<CachedStatus>, CacheError> {
+        let mut conn = self.conn().await?;
+        let raw: Option<String> = conn.get(self.status_key(client_id, key)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Key counts under our prefix (SCAN, so it never blocks Redis) and server memory.
+    pub async fn stats(&self) -> Result<CacheStats, CacheError> {
+        let mut conn = self.conn().await?;
+        let (mut keys, mut reservations, mut statuses) = (0u64, 0u64, 0u64);
+        let idem = format!("{}:idem:", self.prefix);
+        let status = format!("{}:status:", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for k in &batch {
+                keys += 1;
+                reservations += u64::from(k.starts_with(&idem));
+                statuses += u64::from(k.starts_with(&status));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        Ok(CacheStats {
+            key_prefix: self.prefix.clone(),
+            keys,
+            reservations,
+            cached_statuses: statuses,
+            used_memory_bytes: field("used_memory").parse().unwrap_or(0),
+            used_memory_human: field("used_memory_human"),
+        })
+    }
+}

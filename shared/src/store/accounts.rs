@@ -1,0 +1,210 @@
+//! Account statements: open, read, balance (now or as of a time), ledger pages.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{PgPool, StoreError};
+use crate::accounts::{NewAccount, OverdraftLimit};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub client_id: String,
+    pub currency: String,
+    pub overdraft_limit: OverdraftLimit,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub balance: Decimal,
+    pub balance_updated_at: DateTime<Utc>,
+}
+
+impl Account {
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            client_id: row.get("client_id"),
+            currency: row.get("currency"),
+            overdraft_limit: OverdraftLimit::from_column(row.get("overdraft_limit")),
+            metadata: row.get("metadata"),
+            created_at: row.get("created_at"),
+            balance: row.get("balance"),
+            balance_updated_at: row.get("updated_at"),
+        }
+    }
+
+    /// Whether an existing account has exactly the attributes of a create request.
+    pub fn matches(&self, new: &NewAccount) -> bool {
+        self.currency == new.currency.code()
+            && self.overdraft_limit == new.overdraft_limit
+            && self.metadata == new.metadata
+    }
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Account),
+    /// The same client already opened this account with the same attributes.
+    AlreadyExists(Account),
+    /// The same client opened this id with other attributes.
+    Conflicts(Account),
+    /// Another client owns this id.
+    Taken,
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.client_id, a.currency::text AS currency, a.overdraft_limit, \
+     a.metadata, a.created_at, b.balance, b.updated_at";
+
+/// Opens an account (with a zero balance and an audit record) unless the id exists.
+pub async fn create(pool: &PgPool, client_id: &str, new: &NewAccount) -> Result<CreateOutcome, StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "WITH ins AS (
+                 INSERT INTO accounts (id, client_id, currency, overdraft_limit, metadata)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING *
+             ), bal AS (
+                 INSERT INTO account_balances (account_id, updated_at)
+                 SELECT id, created_at FROM ins
+                 RETURNING account_id, balance, updated_at
+             ), audit AS (
+                 INSERT INTO audit_log (client_id, action, entity, entity_id, after)
+                 SELECT $2, 'account.created', 'account', id, to_jsonb(ins) FROM ins
+             )
+             SELECT a.id, a.client_id, a.currency::text AS currency, a.overdraft_limit, a.metadata,
+                    a.created_at, b.balance, b.updated_at
+             FROM ins a JOIN bal b ON b.account_id = a.id",
+        )
+        .await?;
+    let rows = conn
+        .query(
+            &stmt,
+            &[
+                &new.id.as_str(),
+                &client_id,
+                &new.currency.code(),
+                &new.overdraft_limit.as_column(),
+                &new.metadata,
+            ],
+        )
+        .await?;
+    if let Some(row) = rows.first() {
+        return Ok(CreateOutcome::Created(Account::from_row(row)));
+    }
+    let existing = find_any(&conn, new.id.as_str()).await?.ok_or_else(|| {
+        StoreError::Conflict(format!("account {} vanished during creation", new.id))
+    })?;
+    Ok(if existing.client_id != client_id {
+        CreateOutcome::Taken
+    } else if existing.matches(new) {
+        CreateOutcome::AlreadyExists(existing)
+    } else {
+        CreateOutcome::Conflicts(existing)
+    })
+}
+
+async fn find_any(conn: &deadpool_postgres::Object, id: &str) -> Result<Option<Account>, StoreError> {
+    let stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a JOIN account_balances b ON b.account_id = a.id WHERE a.id = $1"
+        ))
+        .await?;
+    Ok(conn.query_opt(&stmt, &[&id]).await?.map(|r| Account::from_row(&r)))
+}
+
+/// The account if it exists and belongs to `client_id` (other clients' accounts read as absent).
+pub async fn get(pool: &PgPool, client_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
+    let conn = pool.get().await?;
+    Ok(find_any(&conn, id).await?.filter(|a| a.client_id == client_id))
+}
+
+/// The balance as of `as_of`: `balance_after` of the last entry posted at or before it, or zero.
+pub async fn balance_as_of(pool: &PgPool, account_id: &str, as_of: DateTime<Utc>) -> Result<Decimal, StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT balance_after FROM ledger_entries
+             WHERE account_id = $1 AND posted_at <= $2
+             ORDER BY posted_at DESC, id DESC LIMIT 1",
+        )
+        .await?;
+    Ok(conn
+        .query_opt(&stmt, &[&account_id, &as_of])
+        .await?
+        .map_or(Decimal::ZERO, |r| r.get(0)))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub transaction_id: Uuid,
+    pub account_id: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub balance_after: Decimal,
+    pub posted_at: DateTime<Utc>,
+    pub counterparty_account_id: String,
+    pub reference: Option<String>,
+}
+
+/// Keyset position in an account's ledger: entries strictly older than this come next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerCursor {
+    pub posted_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// One page of an account's entries, newest first, and the cursor for the next page if any.
+pub async fn ledger_page(
+    pool: &PgPool,
+    account_id: &str,
+    limit: usize,
+    after: Option<LedgerCursor>,
+) -> Result<(Vec<LedgerEntry>, Option<LedgerCursor>), StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT e.id, e.transaction_id, e.account_id, e.amount, e.currency::text AS currency,
+                    e.balance_after, e.posted_at, t.reference,
+                    CASE WHEN t.source_account_id = e.account_id THEN t.destination_account_id
+                         ELSE t.source_account_id END AS counterparty
+             FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
+             WHERE e.account_id = $1
+               AND ($2::timestamptz IS NULL OR (e.posted_at, e.id) < ($2, $3))
+             ORDER BY e.posted_at DESC, e.id DESC
+             LIMIT $4",
+        )
+        .await?;
+    let (at, id) = after.map_or((None, 0), |c| (Some(c.posted_at), c.id));
+    let rows = conn
+        .query(&stmt, &[&account_id, &at, &id, &((limit + 1) as i64)])
+        .await?;
+    let mut entries: Vec<LedgerEntry> = rows
+        .iter()
+        .map(|r| LedgerEntry {
+            id: r.get("id"),
+            transaction_id: r.get("transaction_id"),
+            account_id: r.get("account_id"),
+            amount: r.get("amount"),
+            currency: r.get("currency"),
+            balance_after: r.get("balance_after"),
+            posted_at: r.get("posted_at"),
+            counterparty_account_id: r.get("counterparty"),
+            reference: r.get("reference"),
+        })
+        .collect();
+    let next = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| LedgerCursor {
+            posted_at: e.posted_at,
+            id: e.id,
+        })
+    } else {
+        None
+    };
+    Ok((entries, next))
+}

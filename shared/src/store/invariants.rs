@@ -1,0 +1,73 @@
+//! The ledger's invariants, checked in SQL over the whole database. Tests run this after every
+//! posting scenario; the reconciler reports what it finds as internal discrepancies.
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{PgPool, StoreError};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InvariantReport {
+    /// Transactions whose entries do not sum to zero or are not exactly one debit and one credit.
+    pub unbalanced_transactions: Vec<Uuid>,
+    /// COMPLETED transactions without entries, or FAILED ones with entries.
+    pub missing_ledger_entries: Vec<Uuid>,
+    /// (account, stored balance, sum of entries, last balance_after) where those disagree.
+    pub balance_drift: Vec<(String, Decimal, Decimal, Decimal)>,
+    /// (currency, sum of all balances) where it is not zero.
+    pub currency_imbalance: Vec<(String, Decimal)>,
+    /// Accounts below their overdraft limit.
+    pub overdrawn_accounts: Vec<String>,
+}
+
+impl InvariantReport {
+    pub fn holds(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
+    let conn = pool.get().await?;
+    let (unbalanced, missing, drift, currency, overdrawn) = tokio::try_join!(
+        conn.query(
+            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id
+             HAVING sum(amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE amount < 0) <> 1
+             ORDER BY transaction_id",
+            &[],
+        ),
+        conn.query(
+            "SELECT t.id FROM transactions t
+             WHERE (t.status = 'COMPLETED') <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
+             ORDER BY t.id",
+            &[],
+        ),
+        conn.query(
+            "SELECT b.account_id, b.balance, coalesce(s.total, 0), coalesce(l.balance_after, 0)
+             FROM account_balances b
+             LEFT JOIN (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY account_id) s
+               ON s.account_id = b.account_id
+             LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entries e WHERE e.account_id = b.account_id
+                                ORDER BY e.posted_at DESC, e.id DESC LIMIT 1) l ON true
+             WHERE b.balance <> coalesce(s.total, 0) OR b.balance <> coalesce(l.balance_after, 0)
+             ORDER BY b.account_id",
+            &[],
+        ),
+        conn.query(
+            "SELECT a.currency::text, sum(b.balance) FROM account_balances b JOIN accounts a ON a.id = b.account_id
+             GROUP BY a.currency HAVING sum(b.balance) <> 0 ORDER BY 1",
+            &[],
+        ),
+        conn.query(
+            "SELECT a.id FROM accounts a JOIN account_balances b ON b.account_id = a.id
+             WHERE a.overdraft_limit IS NOT NULL AND b.balance < -a.overdraft_limit ORDER BY 1",
+            &[],
+        ),
+    )?;
+    Ok(InvariantReport {
+        unbalanced_transactions: unbalanced.iter().map(|r| r.get(0)).collect(),
+        missing_ledger_entries: missing.iter().map(|r| r.get(0)).collect(),
+        balance_drift: drift.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect(),
+        currency_imbalance: currency.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        overdrawn_accounts: overdrawn.iter().map(|r| r.get(0)).collect(),
+    })
+}

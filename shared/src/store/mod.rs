@@ -1,0 +1,70 @@
+//! PostgreSQL adapter: the pool, the migrations, and every SQL statement the ledger runs.
+
+pub mod accounts;
+pub mod invariants;
+pub mod posting;
+pub mod transactions;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::Pool as PgPool;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Errors from the store. Callers treat them as transient (retry) unless stated otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Builds a lazy pool: no connection is opened until the first query. `Verified` recycling checks a
+/// connection before reuse, which survives a Lambda container that was frozen for a while.
+pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
+    let pg = tokio_postgres::Config::from_str(database_url).context("parsing DATABASE_URL")?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(5)))
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .context("building the database pool")
+}
+
+/// Applies pending migrations, holding an advisory lock so concurrent runners (several containers,
+/// parallel tests) take turns. Idempotent.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    const LOCK: i64 = 0x6c65_6467_6572; // "ledger"
+    let mut conn = pool.get().await.context("connecting to run migrations")?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await?;
+    let client: &mut tokio_postgres::Client = &mut conn;
+    let result = embedded::migrations::runner().run_async(client).await;
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
+    result.context("running migrations")?;
+    Ok(())
+}
+
+/// Cheap liveness probe for `/ready`.
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Posting a batch of transfers: one database transaction, one sorted lock statement, decisions in
+//! memory in message order, then one set-based write statement and one commit.
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{PgPool, StoreError};
+use crate::accounts::OverdraftLimit;
+use crate::ledger::{self, Decision, FailureCode, LockedAccount};
+use crate::transfers::TransferMessage;
+
+/// What happened to one message of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Posted now: two entries written.
+    Posted { transaction_id: Uuid },
+    /// Rejected by a posting rule now: recorded as FAILED with the code.
+    Rejected { transaction_id: Uuid, code: FailureCode },
+    /// The client's key was already recorded (a redelivery, or a retry after Redis lost the key):
+    /// nothing written. `request_matches` is false when the earlier request had another body.
+    AlreadyRecorded {
+        transaction_id: Uuid,
+        status: String,
+        failure_code: Option<String>,
+        request_matches: bool,
+    },
+}
+
+impl Outcome {
+    pub fn transaction_id(&self) -> Uuid {
+        match self {
+            Self::Posted { transaction_id }
+            | Self::Rejected { transaction_id, .. }
+            | Self::AlreadyRecorded { transaction_id, .. } => *transaction_id,
+        }
+    }
+
+    /// The status the transfer has in the ledger after this batch.
+    pub fn status(&self) -> (&str, Option<&str>) {
+        match self {
+            Self::Posted { .. } => ("COMPLETED", None),
+            Self::Rejected { code, .. } => ("FAILED", Some(code.as_str())),
+            Self::AlreadyRecorded {
+                status,
+                failure_code,
+                ..
+            } => (status.as_str(), failure_code.as_deref()),
+        }
+    }
+}
+
+const LOCK_ACCOUNTS: &str = "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance
+     FROM account_balances b JOIN accounts a ON a.id = b.account_id
+     WHERE b.account_id = ANY($1::text[])
+     ORDER BY b.account_id
+     FOR UPDATE OF b";
+
+const FIND_RECORDED: &str = "SELECT t.client_id, t.idempotency_key, t.id, t.status, t.failure_code, t.request_hash
+     FROM transactions t
+     JOIN unnest($1::text[], $2::text[]) AS k(client_id, idempotency_key)
+       ON t.client_id = k.client_id AND t.idempotency_key = k.idempotency_key";
+
+// Transactions, entries and balances in one statement. Every CTE runs; statement_timestamp() is
+// taken after the batch holds its locks, so per account posted_at never goes backwards.
+const WRITE_BATCH: &str = "WITH tx AS (
+         INSERT INTO transactions (id, client_id, idempotency_key, request_hash, source_account_id,
+             destination_account_id, amount, currency, reference, description, metadata, status,
+             failure_code, accepted_at, posted_at)
+         SELECT u.*, statement_timestamp()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::numeric[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
+                     $13::text[], $14::timestamptz[]) AS u
+         ON CONFLICT (client_id, idempotency_key) DO NOTHING
+         RETURNING 1
+     ), entries AS (
+         INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at)
+         SELECT e.*, statement_timestamp()
+         FROM unnest($15::uuid[], $16::text[], $17::numeric[], $18::text[], $19::numeric[]) AS e
+     ), balances AS (
+         UPDATE account_balances b
+         SET balance = u.balance, version = b.version + u.n, updated_at = statement_timestamp()
+         FROM unnest($20::text[], $21::numeric[], $22::bigint[]) AS u(account_id, balance, n)
+         WHERE b.account_id = u.account_id
+     )
+     SELECT count(*) FROM tx";
+
+#[derive(Default)]
+struct Rows {
+    tx_id: Vec<Uuid>,
+    client: Vec<String>,
+    key: Vec<String>,
+    hash: Vec<String>,
+    src: Vec<String>,
+    dst: Vec<String>,
+    amount: Vec<Decimal>,
+    currency: Vec<String>,
+    reference: Vec<Option<String>>,
+    description: Vec<Option<String>>,
+    metadata: Vec<Value>,
+    status: Vec<&'static str>,
+    failure: Vec<Option<&'static str>>,
+    accepted: Vec<chrono::DateTime<chrono::Utc>>,
+    e_tx: Vec<Uuid>,
+    e_account: Vec<String>,
+    e_amount: Vec<Decimal>,
+    e_currency: Vec<String>,
+    e_balance: Vec<Decimal>,
+}
+
+impl Rows {
+    fn push_transaction(&mut self, m: &TransferMessage, status: &'static str, failure: Option<&'static str>) {
+        let t = &m.transfer;
+        self.tx_id.push(m.transaction_id);
+        self.client.push(m.client_id.clone());
+        self.key.push(m.idempotency_key.clone());
+        self.hash.push(m.request_hash.clone());
+        self.src.push(t.source_account_id.to_string());
+        self.dst.push(t.destination_account_id.to_string());
+        self.amount.push(t.amount);
+        self.currency.push(t.currency.code().to_string());
+        self.reference.push(t.reference.clone());
+        self.description.push(t.description.clone());
+        self.metadata.push(t.metadata.clone());
+        self.status.push(status);
+        self.failure.push(failure);
+        self.accepted.push(m.accepted_at);
+    }
+
+    fn push_entry(&mut self, tx: Uuid, account: &str, amount: Decimal, currency: &str, after: Decimal) {
+        self.e_tx.push(tx);
+        self.e_account.push(account.to_string());
+        self.e_amount.push(amount);
+        self.e_currency.push(currency.to_string());
+        self.e_balance.push(after);
+    }
+}
+
+/// Posts a batch in one database transaction and returns one outcome per message, in order.
+/// Any error means nothing of the batch was written; the caller retries the whole batch.
+pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<Vec<Outcome>, StoreError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let (lock_stmt, find_stmt, write_stmt) = tokio::try_join!(
+        tx.prepare_cached(LOCK_ACCOUNTS),
+        tx.prepare_cached(FIND_RECORDED),
+        tx.prepare_cached(WRITE_BATCH)
+    )?;
+
+    let mut ids: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| [m.transfer.source_account_id.as_str(), m.transfer.destination_account_id.as_str()])
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let clients: Vec<&str> = messages.iter().map(|m| m.client_id.as_str()).collect();
+    let keys: Vec<&str> = messages.iter().map(|m| m.idempotency_key.as_str()).collect();
+
+    // Pipelined: the lookup of already-recorded keys runs after the locks are held, so a
+    // concurrent delivery of the same message that committed first is seen here.
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
+    let (locked, recorded) = tokio::try_join!(
+        tx.query(&lock_stmt, &lock_params),
+        tx.query(&find_stmt, &find_params)
+    )?;
+
+    let mut accounts: HashMap<String, LockedAccount> = locked
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                LockedAccount {
+                    owner_client_id: r.get(1),
+                    currency: r.get(2),
+                    overdraft_limit: OverdraftLimit::from_column(r.get(3)),
+                    balance: r.get(4),
+                },
+            )
+        })
+        .collect();
+    let mut known: HashMap<(String, String), (Uuid, String, Option<String>, String)> = recorded
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4), r.get(5))))
+        .collect();
+
+    let mut rows = Rows::default();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    let mut touched: HashMap<String, i64> = HashMap::new();
+    for m in messages {
+        let k = (m.client_id.clone(), m.idempotency_key.clone());
+        if let Some((id, status, failure_code, hash)) = known.get(&k) {
+            outcomes.push(Outcome::AlreadyRecorded {
+                transaction_id: *id,
+                status: status.clone(),
+                failure_code: failure_code.clone(),
+                request_matches: *hash == m.request_hash,
+            });
+            continue;
+        }
+        let t = &m.transfer;
+        let outcome = match ledger::decide(m, &mut accounts) {
+            Decision::Post(p) => {
+                let currency = t.currency.code();
+                rows.push_transaction(m, "COMPLETED", None);
+                let (src, dst) = (t.source_account_id.as_str(), t.destination_account_id.as_str());
+                rows.push_entry(m.transaction_id, src, -t.amount, currency, p.source_balance_after);
+                rows.push_entry(m.transaction_id, dst, t.amount, currency, p.destination_balance_after);
+                *touched.entry(src.to_string()).or_default() += 1;
+                *touched.entry(dst.to_string()).or_default() += 1;
+                Outcome::Posted {
+                    transaction_id: m.transaction_id,
+                }
+            }
+            Decision::Reject(code) => {
+                rows.push_transaction(m, "FAILED", Some(code.as_str()));
+                Outcome::Rejected {
+                    transaction_id: m.transaction_id,
+                    code,
+                }
+            }
+        };
+        let (status, failure) = outcome.status();
+        known.insert(
+            k,
+            (m.transaction_id, status.to_string(), failure.map(str::to_string), m.request_hash.clone()),
+        );
+        outcomes.push(outcome);
+    }
+
+    if !rows.tx_id.is_empty() {
+        let mut b_ids = Vec::with_capacity(touched.len());
+        let mut b_balances = Vec::with_capacity(touched.len());
+        let mut b_counts = Vec::with_capacity(touched.len());
+        for (id, n) in &touched {
+            let balance = accounts[id].balance;
+            b_ids.push(id.as_str());
+            b_balances.push(balance);
+            b_counts.push(*n);
+        }
+        let written: i64 = tx
+            .query_one(
+                &write_stmt,
+                &[
+                    &rows.tx_id,
+                    &rows.client,
+                    &rows.key,
+                    &rows.hash,
+                    &rows.src,
+                    &rows.dst,
+                    &rows.amount,
+                    &rows.currency,
+                    &rows.reference,
+                    &rows.description,
+                    &rows.metadata,
+                    &rows.status,
+                    &rows.failure,
+                    &rows.accepted,
+                    &rows.e_tx,
+                    &rows.e_account,
+                    &rows.e_amount,
+                    &rows.e_currency,
+                    &rows.e_balance,
+                    &b_ids,
+                    &b_balances,
+                    &b_counts,
+                ],
+            )
+            .await?
+            .get(0);
+        if written != rows.tx_id.len() as i64 {
+            // A concurrent delivery recorded one of these keys between our lookup and our write
+            // (possible only for transfers touching no locked account). Roll back; the retry sees it.
+            return Err(StoreError::Conflict(format!(
+                "{} of {} transactions were recorded concurrently",
+                rows.tx_id.len() as i64 - written,
+                rows.tx_id.len()
+            )));
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}

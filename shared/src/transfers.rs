@@ -1,0 +1,314 @@
+//! Transfers as clients submit them, as the queue carries them, and the idempotency key that makes a
+//! retry safe. Everything here is pure: parsing, validation, canonical hashing.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::accounts::{self, AccountId};
+use crate::money::{self, Currency, Money};
+use crate::validation::ValidationError;
+
+/// A client-chosen key, 1-255 visible ASCII characters, scoped to the client that sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(key: &str, field: &str) -> Result<Self, ValidationError> {
+        if key.is_empty() {
+            return Err(ValidationError::new(
+                "missing_idempotency_key",
+                field,
+                "an idempotency key is required: send `idempotencyKey` in the body or an `Idempotency-Key` header",
+            ));
+        }
+        if key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ValidationError::new(
+                "invalid_idempotency_key",
+                field,
+                "idempotency keys are 1-255 visible ASCII characters without spaces",
+            ));
+        }
+        Ok(Self(key.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The `transaction` object of `POST /transactions`, exactly as received. `amount` is kept as raw
+/// JSON so that a number is read from its text, never through f64.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferInput {
+    pub source_account_id: String,
+    pub destination_account_id: String,
+    pub amount: Box<RawValue>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+pub const MAX_REFERENCE_CHARS: usize = 140;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+
+impl TransferInput {
+    /// Validates the transfer. `account_currency` is the source account's currency, used when the
+    /// request names none. Same source and destination is not rejected here: it is a business
+    /// rejection the processor records as FAILED `same_account`, like the other posting rules.
+    pub fn validate(
+        self,
+        account_currency: Option<Currency>,
+        max_amount: Decimal,
+    ) -> Result<Transfer, ValidationError> {
+        let source = AccountId::parse(&self.source_account_id, "source_account_id")?;
+        let destination = AccountId::parse(&self.destination_account_id, "destination_account_id")?;
+        let currency = match (&self.currency, account_currency) {
+            (Some(code), _) => Currency::parse(code)?,
+            (None, Some(c)) => c,
+            (None, None) => {
+                return Err(ValidationError::new(
+                    "missing_field",
+                    "currency",
+                    "currency is required when the source account is not known",
+                ));
+            }
+        };
+        let amount = parse_amount_json(&self.amount, "amount")?;
+        let money = Money::positive(amount, currency, max_amount, "amount")?;
+        let reference = bounded_text(self.reference, "reference", MAX_REFERENCE_CHARS)?;
+        let description = bounded_text(self.description, "description", MAX_DESCRIPTION_CHARS)?;
+        let metadata = accounts::parse_metadata(self.metadata, "metadata")?;
+        Ok(Transfer {
+            source_account_id: source,
+            destination_account_id: destination,
+            amount: money.amount(),
+            currency,
+            reference,
+            description,
+            metadata,
+        })
+    }
+}
+
+/// Reads an amount given either as a JSON string (`"100.25"`, preferred) or a JSON number, from the
+/// literal JSON text.
+pub fn parse_amount_json(raw: &RawValue, field: &str) -> Result<Decimal, ValidationError> {
+    let text = raw.get().trim();
+    if text.starts_with('"') {
+        let s: String = serde_json::from_str(text).map_err(|_| {
+            ValidationError::new("invalid_amount", field, "amount is not a valid JSON string")
+        })?;
+        money::parse_decimal_str(&s, field)
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        money::parse_decimal_json_number(text, field)
+    } else {
+        Err(ValidationError::new(
+            "invalid_field",
+            field,
+            "amount must be a decimal string such as \"100.25\" (or a JSON number)",
+        ))
+    }
+}
+
+fn bounded_text(
+    value: Option<String>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, ValidationError> {
+    match value {
+        Some(s) if s.chars().count() > max => Err(ValidationError::new(
+            "field_too_long",
+            field,
+            format!("{field} is limited to {max} characters"),
+        )),
+        Some(s) if s.chars().any(char::is_control) => Err(ValidationError::new(
+            "invalid_field",
+            field,
+            format!("{field} must not contain control characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A validated transfer. Its canonical JSON (this field order, amount at the currency's scale,
+/// metadata keys sorted) is what the request hash covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub source_account_id: AccountId,
+    pub destination_account_id: AccountId,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub metadata: Value,
+}
+
+impl Transfer {
+    /// SHA-256 (hex) of the canonical request: what decides "same request" for a reused key.
+    pub fn request_hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a transfer always serializes");
+        hex::encode(Sha256::digest(canonical))
+    }
+}
+
+/// Version 1 of the queue contract between the API and the processor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferMessage {
+    pub v: u32,
+    pub client_id: String,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub transaction_id: Uuid,
+    pub transfer: Transfer,
+    pub accepted_at: DateTime<Utc>,
+}
+
+pub const MESSAGE_VERSION: u32 = 1;
+
+impl TransferMessage {
+    pub fn new(client_id: &str, key: &IdempotencyKey, transfer: Transfer) -> Self {
+        Self {
+            v: MESSAGE_VERSION,
+            client_id: client_id.to_string(),
+            idempotency_key: key.as_str().to_string(),
+            request_hash: transfer.request_hash(),
+            transaction_id: Uuid::now_v7(),
+            transfer,
+            accepted_at: Utc::now(),
+        }
+    }
+
+    /// Parses a queue body; anything that is not a well-formed v1 message is an error (it goes to
+    /// the dead-letter queue, never to the ledger).
+    pub fn parse(body: &str) -> Result<Self, String> {
+        let msg: Self = serde_json::from_str(body).map_err(|e| format!("malformed body: {e}"))?;
+        if msg.v != MESSAGE_VERSION {
+            return Err(format!("unsupported message version {}", msg.v));
+        }
+        IdempotencyKey::parse(&msg.idempotency_key, "idempotencyKey").map_err(|e| e.to_string())?;
+        let t = &msg.transfer;
+        if t.amount <= Decimal::ZERO || t.amount.scale() != t.currency.minor_units() {
+            return Err(format!("amount {} is not a valid {} amount", t.amount, t.currency));
+        }
+        Ok(msg)
+    }
+
+    /// FIFO group: submission order per paying account decides who gets the funds.
+    pub fn group_id(&self) -> &str {
+        self.transfer.source_account_id.as_str()
+    }
+
+    pub fn deduplication_id(&self) -> String {
+        deduplication_id(&self.client_id, &self.idempotency_key)
+    }
+}
+
+/// `MessageDeduplicationId`: hash of client id and key (so one client's key cannot collide with
+/// another's, and the key itself never appears in SQS).
+pub fn deduplication_id(client_id: &str, key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> TransferInput {
+        serde_json::from_str(json).unwrap()
+    }
+    const MAX: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+    #[test]
+    fn validates_and_normalises() {
+        let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"10.5","currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        assert_eq!(t.amount.to_string(), "10.50");
+        assert_eq!(t.metadata, serde_json::json!({}));
+    }
+
+    #[test]
+    fn amount_as_json_number_is_read_from_its_text() {
+        let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":10.25,"currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        assert_eq!(t.amount.to_string(), "10.25");
+        let err = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":0.30000000000000004,"currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap_err();
+        assert_eq!(err.code, "amount_scale_exceeded");
+        for bad in ["true", "null", "[1]", "{}"] {
+            let json = format!(r#"{{"source_account_id":"a","destination_account_id":"b","amount":{bad},"currency":"USD"}}"#);
+            assert_eq!(input(&json).validate(None, MAX).unwrap_err().code, "invalid_field", "{bad}");
+        }
+    }
+
+    #[test]
+    fn currency_defaults_to_the_source_account() {
+        let jpy = Currency::parse("JPY").unwrap();
+        let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1500"}"#)
+            .validate(Some(jpy), MAX)
+            .unwrap();
+        assert_eq!(t.currency, jpy);
+        let err = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1"}"#)
+            .validate(None, MAX)
+            .unwrap_err();
+        assert_eq!((err.code, err.field.as_str()), ("missing_field", "currency"));
+    }
+
+    #[test]
+    fn request_hash_is_canonical() {
+        let a = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"10.5","currency":"USD","metadata":{"x":1,"y":2}}"#)
+            .validate(None, MAX)
+            .unwrap();
+        let b = input(r#"{"metadata":{"y":2,"x":1},"currency":"USD","amount":10.50,"destination_account_id":"b","source_account_id":"a"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        assert_eq!(a.request_hash(), b.request_hash());
+        let c = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"10.51","currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        assert_ne!(a.request_hash(), c.request_hash());
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        IdempotencyKey::parse(&"k".repeat(255), "k").unwrap();
+        assert_eq!(IdempotencyKey::parse("", "k").unwrap_err().code, "missing_idempotency_key");
+        for bad in ["has space", "tab\t", &"k".repeat(256), "naïve"] {
+            assert_eq!(IdempotencyKey::parse(bad, "k").unwrap_err().code, "invalid_idempotency_key");
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_and_reject_garbage() {
+        let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1","currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        let msg = TransferMessage::new("demo", &IdempotencyKey::parse("k1", "k").unwrap(), t);
+        let body = serde_json::to_string(&msg).unwrap();
+        assert_eq!(TransferMessage::parse(&body).unwrap(), msg);
+        assert!(TransferMessage::parse("not json").is_err());
+        assert!(TransferMessage::parse(&body.replace("\"v\":1", "\"v\":2")).is_err());
+        assert!(TransferMessage::parse(&body.replace("\"1.00\"", "\"1.001\"")).is_err());
+        assert_ne!(deduplication_id("a", "bc"), deduplication_id("ab", "c"));
+    }
+}
