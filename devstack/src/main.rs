@@ -1,1 +1,54 @@
-fn main() {}
+//! `devstack setup` prepares the local stack; `devstack` (or `devstack run`) also serves the API on
+//! 127.0.0.1:3000 (`PORT`, `BIND`) and runs the SQS poller(s) that feed the processor.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use devstack::poller::Poller;
+use devstack::setup::{self, DEMO_CLIENT, DEMO_TOKEN};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let command = std::env::args().nth(1).unwrap_or_else(|| "run".into());
+    let clients = setup::prepare().await?;
+    match command.as_str() {
+        "setup" => return Ok(()),
+        "run" => {}
+        other => anyhow::bail!("unknown command {other:?}; use `setup` or `run`"),
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pollers: usize = std::env::var("POLLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut tasks = Vec::new();
+    for _ in 0..pollers.max(1) {
+        let poller = Poller::new(clients.clone(), Duration::from_secs(2)).await?;
+        tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
+    }
+
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let addr: SocketAddr = format!("{bind}:{port}").parse().context("BIND/PORT")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    println!(
+        "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor)\n\
+         devstack: local demo client {DEMO_CLIENT:?}, token {DEMO_TOKEN:?} (local only; nothing deployed accepts it)\n\
+         devstack: try  curl -s http://{addr}/api/v1/ready\n"
+    );
+    axum::serve(listener, api::router(clients))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

@@ -144,11 +144,20 @@ mod tests {
 
     #[test]
     fn account_ids() {
-        for ok in ["a", "acct_1", "world:usd", "merchant-42.main", &"x".repeat(64)] {
+        for ok in [
+            "a",
+            "acct_1",
+            "world:usd",
+            "merchant-42.main",
+            &"x".repeat(64),
+        ] {
             AccountId::parse(ok, "id").unwrap();
         }
         for bad in ["", "has space", "slash/no", "ünï", &"x".repeat(65)] {
-            assert_eq!(AccountId::parse(bad, "id").unwrap_err().code, "invalid_account_id");
+            assert_eq!(
+                AccountId::parse(bad, "id").unwrap_err().code,
+                "invalid_account_id"
+            );
         }
     }
 
@@ -158,15 +167,27 @@ mod tests {
         let limit = OverdraftLimit::parse("100", usd, "o").unwrap();
         assert!(limit.allows(Decimal::new(-10000, 2)));
         assert!(!limit.allows(Decimal::new(-10001, 2)));
-        assert!(OverdraftLimit::parse("unlimited", usd, "o").unwrap().allows(Decimal::MIN));
+        assert!(
+            OverdraftLimit::parse("unlimited", usd, "o")
+                .unwrap()
+                .allows(Decimal::MIN)
+        );
         assert_eq!(OverdraftLimit::Limited(Decimal::ZERO).to_string(), "0");
     }
 
     #[test]
     fn metadata_must_be_a_small_object() {
         assert_eq!(parse_metadata(None, "m").unwrap(), serde_json::json!({}));
-        assert_eq!(parse_metadata(Some(serde_json::json!([1])), "m").unwrap_err().code, "invalid_field");
+        assert_eq!(
+            parse_metadata(Some(serde_json::json!([1])), "m")
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
         let big = serde_json::json!({ "k": "x".repeat(MAX_METADATA_BYTES) });
-        assert_eq!(parse_metadata(Some(big), "m").unwrap_err().code, "metadata_too_large");
+        assert_eq!(
+            parse_metadata(Some(big), "m").unwrap_err().code,
+            "metadata_too_large"
+        );
     }
 }

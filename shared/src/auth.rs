@@ -12,7 +12,9 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<&str> = self.clients.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("Authenticator").field("clients", &ids).finish()
+        f.debug_struct("Authenticator")
+            .field("clients", &ids)
+            .finish()
     }
 }
 
@@ -30,8 +32,9 @@ impl Authenticator {
                 .split_once(':')
                 .ok_or_else(|| "API_TOKENS entries look like client_id:sha256hex".to_string())?;
             let mut bytes = [0u8; 32];
-            hex::decode_to_slice(hash, &mut bytes)
-                .map_err(|_| format!("API_TOKENS: the hash for client {client:?} is not 64 hex digits"))?;
+            hex::decode_to_slice(hash, &mut bytes).map_err(|_| {
+                format!("API_TOKENS: the hash for client {client:?} is not 64 hex digits")
+            })?;
             if client.is_empty() {
                 return Err("API_TOKENS: empty client id".into());
             }
@@ -41,8 +44,10 @@ impl Authenticator {
     }
 
     pub fn with_client(mut self, client_id: &str, token: &str) -> Self {
-        self.clients
-            .push((client_id.to_string(), Sha256::digest(token.as_bytes()).into()));
+        self.clients.push((
+            client_id.to_string(),
+            Sha256::digest(token.as_bytes()).into(),
+        ));
         self
     }
 
@@ -70,7 +75,11 @@ mod tests {
 
     #[test]
     fn tokens_map_to_clients() {
-        let spec = format!("alpha:{},beta:{}", hash_token("t-alpha"), hash_token("t-beta"));
+        let spec = format!(
+            "alpha:{},beta:{}",
+            hash_token("t-alpha"),
+            hash_token("t-beta")
+        );
         let auth = Authenticator::parse(&spec).unwrap();
         assert_eq!(auth.authenticate("t-alpha"), Some("alpha"));
         assert_eq!(auth.authenticate("t-beta"), Some("beta"));

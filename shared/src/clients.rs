@@ -47,10 +47,18 @@ impl Clients {
     }
 
     /// Builds from parts (tests and devstack add clients to the authenticator).
-    pub fn build_with(config: Config, auth: Authenticator, sqs: aws_sdk_sqs::Client) -> anyhow::Result<Self> {
+    pub fn build_with(
+        config: Config,
+        auth: Authenticator,
+        sqs: aws_sdk_sqs::Client,
+    ) -> anyhow::Result<Self> {
         let db = store::pool(&config.database_url, config.database_pool_size)?;
-        let cache = IdempotencyStore::new(&config.redis_url, &config.redis_key_prefix, config.idempotency_ttl)
-            .context("REDIS_URL")?;
+        let cache = IdempotencyStore::new(
+            &config.redis_url,
+            &config.redis_key_prefix,
+            config.idempotency_ttl,
+        )
+        .context("REDIS_URL")?;
         let queue = Queue::new(sqs, config.queue_url.clone(), config.dlq_url.clone());
         Ok(Self {
             config: Arc::new(config),

@@ -60,7 +60,11 @@ impl Config {
             Some(v) => money::parse_decimal_str(&v, "MAX_TRANSFER_AMOUNT")
                 .ok()
                 .filter(|d| *d > Decimal::ZERO)
-                .ok_or_else(|| ConfigError(format!("MAX_TRANSFER_AMOUNT must be a positive decimal, got {v:?}")))?,
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "MAX_TRANSFER_AMOUNT must be a positive decimal, got {v:?}"
+                    ))
+                })?,
         };
         Ok(Self {
             database_url: required("DATABASE_URL")?,
@@ -85,8 +89,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -111,9 +117,19 @@ mod tests {
         assert!(err.contains("DATABASE_URL"), "{err}");
         let mut bad = BASE.to_vec();
         bad.push(("MAX_TRANSFER_AMOUNT", "-5"));
-        assert!(load(&bad).unwrap_err().to_string().contains("MAX_TRANSFER_AMOUNT"));
+        assert!(
+            load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_TRANSFER_AMOUNT")
+        );
         let mut bad = BASE.to_vec();
         bad.push(("IDEMPOTENCY_TTL_SECONDS", "soon"));
-        assert!(load(&bad).unwrap_err().to_string().contains("IDEMPOTENCY_TTL_SECONDS"));
+        assert!(
+            load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("IDEMPOTENCY_TTL_SECONDS")
+        );
     }
 }

@@ -138,11 +138,20 @@ impl IdempotencyStore {
     }
 
     fn status_key(&self, client_id: &str, key: &str) -> String {
-        format!("{}:status:{}", self.prefix, deduplication_id(client_id, key))
+        format!(
+            "{}:status:{}",
+            self.prefix,
+            deduplication_id(client_id, key)
+        )
     }
 
     /// Atomically reserves `key` for this request, or reports what already holds it.
-    pub async fn reserve(&self, client_id: &str, key: &str, request_hash: &str) -> Result<Reservation, CacheError> {
+    pub async fn reserve(
+        &self,
+        client_id: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Reservation, CacheError> {
         let redis_key = self.reservation_key(client_id, key);
         let value = serde_json::to_string(&Record::InProgress {
             request_hash: request_hash.to_string(),
@@ -164,15 +173,24 @@ impl IdempotencyStore {
             }));
         };
         Ok(match serde_json::from_str::<Record>(&existing) {
-            Ok(Record::InProgress { request_hash: h, .. }) if h == request_hash => Reservation::InProgress,
-            Ok(Record::Enqueued { request_hash: h, accepted }) if h == request_hash => Reservation::Replay(accepted),
+            Ok(Record::InProgress {
+                request_hash: h, ..
+            }) if h == request_hash => Reservation::InProgress,
+            Ok(Record::Enqueued {
+                request_hash: h,
+                accepted,
+            }) if h == request_hash => Reservation::Replay(accepted),
             // A record we cannot read is treated as another request's: never enqueue over it.
             _ => Reservation::KeyReused,
         })
     }
 
     /// Records the accepted response under the reservation, for the full TTL.
-    pub async fn confirm(&self, token: ReservationToken, accepted: &Accepted) -> Result<(), CacheError> {
+    pub async fn confirm(
+        &self,
+        token: ReservationToken,
+        accepted: &Accepted,
+    ) -> Result<(), CacheError> {
         let value = serde_json::to_string(&Record::Enqueued {
             request_hash: token.request_hash,
             accepted: accepted.clone(),
@@ -199,31 +217,45 @@ impl IdempotencyStore {
 
     /// The accepted response for a key that is queued (or being queued), if Redis still has it.
     /// `Ok(Some(None))` means the key is reserved but not yet confirmed.
-    pub async fn pending(&self, client_id: &str, key: &str) -> Result<Option<Option<Accepted>>, CacheError> {
+    pub async fn pending(
+        &self,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<Option<Accepted>>, CacheError> {
         let mut conn = self.conn().await?;
         let raw: Option<String> = conn.get(self.reservation_key(client_id, key)).await?;
-        Ok(raw.and_then(|r| serde_json::from_str::<Record>(&r).ok()).map(|r| match r {
-            Record::InProgress { .. } => None,
-            Record::Enqueued { accepted, .. } => Some(accepted),
-        }))
+        Ok(raw
+            .and_then(|r| serde_json::from_str::<Record>(&r).ok())
+            .map(|r| match r {
+                Record::InProgress { .. } => None,
+                Record::Enqueued { accepted, .. } => Some(accepted),
+            }))
     }
 
     /// Caches final statuses after a commit, in one round trip.
-    pub async fn cache_statuses(&self, items: &[(&str, &str, CachedStatus)]) -> Result<(), CacheError> {
+    pub async fn cache_statuses(
+        &self,
+        items: &[(&str, &str, CachedStatus)],
+    ) -> Result<(), CacheError> {
         if items.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for (client_id, key, status) in items {
             let value = serde_json::to_string(status).expect("serializable");
-            pipe.set_ex(self.status_key(client_id, key), value, self.ttl.as_secs()).ignore();
+            pipe.set_ex(self.status_key(client_id, key), value, self.ttl.as_secs())
+                .ignore();
         }
         let mut conn = self.conn().await?;
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
-    pub async fn cached_status(&self, client_id: &str, key: &str) -> Result<Option<CachedStatus>, CacheError> {
+    pub async fn cached_status(
+        &self,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<CachedStatus>, CacheError> {
         let mut conn = self.conn().await?;
         let raw: Option<String> = conn.get(self.status_key(client_id, key)).await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
@@ -261,7 +293,10 @@ impl IdempotencyStore {
             }
             cursor = next;
         }
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))

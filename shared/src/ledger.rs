@@ -54,7 +54,10 @@ pub enum Decision {
 /// Accounts a client did not create are invisible to it: they read as `account_not_found`.
 pub fn decide(msg: &TransferMessage, accounts: &mut HashMap<String, LockedAccount>) -> Decision {
     let t = &msg.transfer;
-    let (src, dst) = (t.source_account_id.as_str(), t.destination_account_id.as_str());
+    let (src, dst) = (
+        t.source_account_id.as_str(),
+        t.destination_account_id.as_str(),
+    );
     if src == dst {
         return Decision::Reject(FailureCode::SameAccount);
     }
@@ -107,9 +110,18 @@ mod tests {
         };
         HashMap::from([
             ("world".into(), acct("USD", OverdraftLimit::Unlimited, 0)),
-            ("alice".into(), acct("USD", OverdraftLimit::Limited(Decimal::ZERO), 100)),
-            ("bob".into(), acct("USD", OverdraftLimit::Limited(Decimal::from(50)), 0)),
-            ("yen".into(), acct("JPY", OverdraftLimit::Limited(Decimal::ZERO), 0)),
+            (
+                "alice".into(),
+                acct("USD", OverdraftLimit::Limited(Decimal::ZERO), 100),
+            ),
+            (
+                "bob".into(),
+                acct("USD", OverdraftLimit::Limited(Decimal::from(50)), 0),
+            ),
+            (
+                "yen".into(),
+                acct("JPY", OverdraftLimit::Limited(Decimal::ZERO), 0),
+            ),
         ])
     }
 
@@ -130,24 +142,45 @@ mod tests {
             Decision::Reject(FailureCode::InsufficientFunds)
         );
         // bob may go to -50 but not below.
-        assert!(matches!(decide(&msg("c1", "bob", "alice", "110", "USD"), &mut a), Decision::Post(_)));
+        assert!(matches!(
+            decide(&msg("c1", "bob", "alice", "110", "USD"), &mut a),
+            Decision::Post(_)
+        ));
         assert_eq!(a["bob"].balance, Decimal::from(-50));
         assert_eq!(
             decide(&msg("c1", "bob", "alice", "0.01", "USD"), &mut a),
             Decision::Reject(FailureCode::InsufficientFunds)
         );
-        assert!(matches!(decide(&msg("c1", "world", "alice", "1000000", "USD"), &mut a), Decision::Post(_)));
+        assert!(matches!(
+            decide(&msg("c1", "world", "alice", "1000000", "USD"), &mut a),
+            Decision::Post(_)
+        ));
     }
 
     #[test]
     fn business_rejections() {
         let mut a = accounts();
         let cases = [
-            (msg("c1", "alice", "alice", "1", "USD"), FailureCode::SameAccount),
-            (msg("c1", "alice", "nobody", "1", "USD"), FailureCode::AccountNotFound),
-            (msg("c2", "alice", "bob", "1", "USD"), FailureCode::AccountNotFound),
-            (msg("c1", "alice", "yen", "1", "USD"), FailureCode::CurrencyMismatch),
-            (msg("c1", "alice", "bob", "1", "EUR"), FailureCode::CurrencyMismatch),
+            (
+                msg("c1", "alice", "alice", "1", "USD"),
+                FailureCode::SameAccount,
+            ),
+            (
+                msg("c1", "alice", "nobody", "1", "USD"),
+                FailureCode::AccountNotFound,
+            ),
+            (
+                msg("c2", "alice", "bob", "1", "USD"),
+                FailureCode::AccountNotFound,
+            ),
+            (
+                msg("c1", "alice", "yen", "1", "USD"),
+                FailureCode::CurrencyMismatch,
+            ),
+            (
+                msg("c1", "alice", "bob", "1", "EUR"),
+                FailureCode::CurrencyMismatch,
+            ),
         ];
         for (m, code) in cases {
             assert_eq!(decide(&m, &mut a), Decision::Reject(code));

@@ -30,7 +30,12 @@ impl Metrics {
 
     /// A count split by one dimension, e.g. `Failed` by `Code`.
     pub fn count_by(&mut self, name: &str, dimension: &'static str, value: &str, n: u64) {
-        self.add(Some((dimension, value.to_string())), name, n as f64, "Count");
+        self.add(
+            Some((dimension, value.to_string())),
+            name,
+            n as f64,
+            "Count",
+        );
     }
 
     pub fn millis(&mut self, name: &str, ms: f64) {
@@ -39,7 +44,12 @@ impl Metrics {
 
     fn add(&mut self, dim: Option<(&'static str, String)>, name: &str, v: f64, unit: &'static str) {
         let key = dim.map_or((None, None), |(d, val)| (Some(d), Some(val)));
-        let entry = self.sets.entry(key).or_default().entry(name.to_string()).or_insert((0.0, unit));
+        let entry = self
+            .sets
+            .entry(key)
+            .or_default()
+            .entry(name.to_string())
+            .or_insert((0.0, unit));
         entry.0 += v;
     }
 
@@ -96,10 +106,19 @@ mod tests {
         assert_eq!(docs.len(), 2);
         let plain = &docs[0];
         assert_eq!(plain["Posted"], json!(5.0));
-        assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Function"]]));
+        assert_eq!(
+            plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"]])
+        );
         let by_code = &docs[1];
         assert_eq!(by_code["Code"], json!("insufficient_funds"));
-        assert_eq!(by_code["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Function", "Code"]]));
-        assert_eq!(by_code["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], json!("Failed"));
+        assert_eq!(
+            by_code["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Code"]])
+        );
+        assert_eq!(
+            by_code["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            json!("Failed")
+        );
     }
 }

@@ -19,7 +19,9 @@ impl Currency {
             ValidationError::new(
                 "unknown_currency",
                 "currency",
-                format!("`{code}` is not an ISO 4217 currency code with minor units (e.g. USD, EUR, JPY)"),
+                format!(
+                    "`{code}` is not an ISO 4217 currency code with minor units (e.g. USD, EUR, JPY)"
+                ),
             )
         };
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -173,6 +175,18 @@ pub fn parse_non_negative(
     at_currency_scale(value.abs(), currency, field)
 }
 
+/// Formats an amount at its currency's scale (`10` USD is `"10.00"`); amounts in a code this build
+/// does not know keep their own scale.
+pub fn format_amount(amount: Decimal, currency: &str) -> String {
+    let mut a = amount;
+    if let Ok(c) = Currency::parse(currency) {
+        if a.scale() < c.minor_units() || a.normalize().scale() <= c.minor_units() {
+            a.rescale(c.minor_units());
+        }
+    }
+    a.to_string()
+}
+
 impl FromStr for Currency {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -211,7 +225,11 @@ mod tests {
         assert_eq!(Currency::parse("JPY").unwrap().minor_units(), 0);
         assert_eq!(Currency::parse("KWD").unwrap().minor_units(), 3);
         for bad in ["usd", "US", "USDX", "XAU", "XXX", "ABC", ""] {
-            assert_eq!(Currency::parse(bad).unwrap_err().code, "unknown_currency", "{bad}");
+            assert_eq!(
+                Currency::parse(bad).unwrap_err().code,
+                "unknown_currency",
+                "{bad}"
+            );
         }
     }
 
@@ -220,28 +238,58 @@ mod tests {
         let m = Money::positive(dec("10.1"), usd(), MAX, "amount").unwrap();
         assert_eq!(m.amount().to_string(), "10.10");
         assert_eq!(
-            Money::positive(dec("10.100"), usd(), MAX, "amount").unwrap().amount().to_string(),
+            Money::positive(dec("10.100"), usd(), MAX, "amount")
+                .unwrap()
+                .amount()
+                .to_string(),
             "10.10"
         );
         let err = Money::positive(dec("10.001"), usd(), MAX, "amount").unwrap_err();
         assert_eq!(err.code, "amount_scale_exceeded");
         let jpy = Currency::parse("JPY").unwrap();
-        assert_eq!(Money::positive(dec("1.5"), jpy, MAX, "a").unwrap_err().code, "amount_scale_exceeded");
-        assert_eq!(Money::positive(dec("1500"), jpy, MAX, "a").unwrap().amount().to_string(), "1500");
+        assert_eq!(
+            Money::positive(dec("1.5"), jpy, MAX, "a").unwrap_err().code,
+            "amount_scale_exceeded"
+        );
+        assert_eq!(
+            Money::positive(dec("1500"), jpy, MAX, "a")
+                .unwrap()
+                .amount()
+                .to_string(),
+            "1500"
+        );
         let kwd = Currency::parse("KWD").unwrap();
-        assert_eq!(Money::positive(dec("1.234"), kwd, MAX, "a").unwrap().amount().to_string(), "1.234");
+        assert_eq!(
+            Money::positive(dec("1.234"), kwd, MAX, "a")
+                .unwrap()
+                .amount()
+                .to_string(),
+            "1.234"
+        );
     }
 
     #[test]
     fn zero_negative_and_huge_amounts_are_rejected() {
-        assert_eq!(Money::positive(dec("0"), usd(), MAX, "a").unwrap_err().code, "amount_not_positive");
-        assert_eq!(Money::positive(dec("-1"), usd(), MAX, "a").unwrap_err().code, "amount_not_positive");
         assert_eq!(
-            Money::positive(dec("1000000000.01"), usd(), MAX, "a").unwrap_err().code,
+            Money::positive(dec("0"), usd(), MAX, "a").unwrap_err().code,
+            "amount_not_positive"
+        );
+        assert_eq!(
+            Money::positive(dec("-1"), usd(), MAX, "a")
+                .unwrap_err()
+                .code,
+            "amount_not_positive"
+        );
+        assert_eq!(
+            Money::positive(dec("1000000000.01"), usd(), MAX, "a")
+                .unwrap_err()
+                .code,
             "amount_too_large"
         );
         assert_eq!(
-            parse_decimal_str("99999999999999999999999999999999", "a").unwrap_err().code,
+            parse_decimal_str("99999999999999999999999999999999", "a")
+                .unwrap_err()
+                .code,
             "amount_too_large"
         );
     }
@@ -250,8 +298,14 @@ mod tests {
     fn strict_decimal_strings() {
         assert_eq!(parse_decimal_str("100.25", "a").unwrap(), dec("100.25"));
         assert_eq!(parse_decimal_str("-3.5", "a").unwrap(), dec("-3.5"));
-        for bad in ["", "1.", ".5", "+1", "1e3", " 1", "1,000.00", "NaN", "--1", "0x10", "1.2.3"] {
-            assert_eq!(parse_decimal_str(bad, "a").unwrap_err().code, "invalid_amount", "{bad:?}");
+        for bad in [
+            "", "1.", ".5", "+1", "1e3", " 1", "1,000.00", "NaN", "--1", "0x10", "1.2.3",
+        ] {
+            assert_eq!(
+                parse_decimal_str(bad, "a").unwrap_err().code,
+                "invalid_amount",
+                "{bad:?}"
+            );
         }
     }
 
@@ -268,9 +322,26 @@ mod tests {
     }
 
     #[test]
+    fn amounts_format_at_currency_scale() {
+        assert_eq!(format_amount(dec("10"), "USD"), "10.00");
+        assert_eq!(format_amount(dec("-3.5000"), "USD"), "-3.50");
+        assert_eq!(format_amount(dec("1500"), "JPY"), "1500");
+        assert_eq!(format_amount(dec("0"), "KWD"), "0.000");
+    }
+
+    #[test]
     fn overdraft_limits() {
-        assert_eq!(parse_non_negative("250", usd(), "o").unwrap().to_string(), "250.00");
-        assert_eq!(parse_non_negative("-1", usd(), "o").unwrap_err().code, "invalid_amount");
-        assert_eq!(parse_non_negative("0.001", usd(), "o").unwrap_err().code, "amount_scale_exceeded");
+        assert_eq!(
+            parse_non_negative("250", usd(), "o").unwrap().to_string(),
+            "250.00"
+        );
+        assert_eq!(
+            parse_non_negative("-1", usd(), "o").unwrap_err().code,
+            "invalid_amount"
+        );
+        assert_eq!(
+            parse_non_negative("0.001", usd(), "o").unwrap_err().code,
+            "amount_scale_exceeded"
+        );
     }
 }

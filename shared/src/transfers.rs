@@ -202,7 +202,10 @@ impl TransferMessage {
         IdempotencyKey::parse(&msg.idempotency_key, "idempotencyKey").map_err(|e| e.to_string())?;
         let t = &msg.transfer;
         if t.amount <= Decimal::ZERO || t.amount.scale() != t.currency.minor_units() {
-            return Err(format!("amount {} is not a valid {} amount", t.amount, t.currency));
+            return Err(format!(
+                "amount {} is not a valid {} amount",
+                t.amount, t.currency
+            ));
         }
         Ok(msg)
     }
@@ -256,8 +259,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, "amount_scale_exceeded");
         for bad in ["true", "null", "[1]", "{}"] {
-            let json = format!(r#"{{"source_account_id":"a","destination_account_id":"b","amount":{bad},"currency":"USD"}}"#);
-            assert_eq!(input(&json).validate(None, MAX).unwrap_err().code, "invalid_field", "{bad}");
+            let json = format!(
+                r#"{{"source_account_id":"a","destination_account_id":"b","amount":{bad},"currency":"USD"}}"#
+            );
+            assert_eq!(
+                input(&json).validate(None, MAX).unwrap_err().code,
+                "invalid_field",
+                "{bad}"
+            );
         }
     }
 
@@ -271,7 +280,10 @@ mod tests {
         let err = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1"}"#)
             .validate(None, MAX)
             .unwrap_err();
-        assert_eq!((err.code, err.field.as_str()), ("missing_field", "currency"));
+        assert_eq!(
+            (err.code, err.field.as_str()),
+            ("missing_field", "currency")
+        );
     }
 
     #[test]
@@ -292,9 +304,15 @@ mod tests {
     #[test]
     fn idempotency_keys() {
         IdempotencyKey::parse(&"k".repeat(255), "k").unwrap();
-        assert_eq!(IdempotencyKey::parse("", "k").unwrap_err().code, "missing_idempotency_key");
+        assert_eq!(
+            IdempotencyKey::parse("", "k").unwrap_err().code,
+            "missing_idempotency_key"
+        );
         for bad in ["has space", "tab\t", &"k".repeat(256), "naïve"] {
-            assert_eq!(IdempotencyKey::parse(bad, "k").unwrap_err().code, "invalid_idempotency_key");
+            assert_eq!(
+                IdempotencyKey::parse(bad, "k").unwrap_err().code,
+                "invalid_idempotency_key"
+            );
         }
     }
 

@@ -1,1 +1,83 @@
+//! The HTTP API: one axum `Router` is the whole surface. In Lambda `lambda_http::run` serves it;
+//! devstack serves the same Router on a port.
 
+mod accounts;
+pub mod extract;
+mod operations;
+pub mod problem;
+mod transactions;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use shared::clients::Clients;
+
+use crate::extract::ClientId;
+use crate::problem::Problem;
+
+/// Everything a handler needs, built once per container.
+pub type AppState = Clients;
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let authenticated = Router::new()
+        .route("/accounts", post(accounts::create))
+        .route("/accounts/{id}", get(accounts::get))
+        .route("/accounts/{id}/balance", get(accounts::balance))
+        .route("/accounts/{id}/ledger", get(accounts::ledger))
+        .route("/transactions", post(transactions::submit))
+        .route("/transactions/status/{key}", get(transactions::status))
+        .route("/queue/stats", get(operations::queue_stats))
+        .route("/cache/stats", get(operations::cache_stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let public = Router::new()
+        .route("/health", get(operations::health))
+        .route("/ready", get(operations::ready));
+    Router::new()
+        .nest("/api/v1", authenticated.merge(public))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Resolves the bearer token to a client id, or answers 401. The token itself is never logged.
+async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, Problem> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or_else(Problem::unauthorized)?;
+    let client = state
+        .auth
+        .authenticate(token)
+        .ok_or_else(Problem::unauthorized)?;
+    req.extensions_mut().insert(ClientId(client.to_string()));
+    Ok(next.run(req).await)
+}
+
+async fn route_not_found(req: Request) -> Problem {
+    Problem::not_found(
+        "route_not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not supported on {}", req.method(), req.uri().path()),
+    )
+}

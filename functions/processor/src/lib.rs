@@ -1,1 +1,111 @@
+//! SQS FIFO batch -> ledger. One invocation posts its batch in one database transaction and reports
+//! partial batch failures with the FIFO rule: once a message fails, it and every later message of
+//! the batch are reported, so SQS redelivers them in order.
 
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use shared::clients::Clients;
+use shared::idempotency::CachedStatus;
+use shared::metrics::Metrics;
+use shared::store::posting::{self, Outcome};
+use shared::transfers::TransferMessage;
+
+/// Handles one batch as Lambda's SQS event source mapping delivers it.
+pub async fn handle_batch(clients: &Clients, event: SqsEvent) -> SqsBatchResponse {
+    let started = Instant::now();
+    let mut metrics = Metrics::new("processor");
+    let records = event.records;
+
+    // Parse in order; the first malformed body ends the batch (it goes to the DLQ after
+    // maxReceiveCount; the ones after it are retried behind it).
+    let mut messages = Vec::with_capacity(records.len());
+    let mut fail_from = records.len();
+    for (i, record) in records.iter().enumerate() {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        match record.body.as_deref().map(TransferMessage::parse) {
+            Some(Ok(m)) => messages.push(m),
+            Some(Err(reason)) => {
+                tracing::error!(message_id, %reason, "malformed message; left for the dead-letter queue");
+                metrics.count("Malformed", 1);
+                fail_from = i;
+                break;
+            }
+            None => {
+                tracing::error!(
+                    message_id,
+                    "message without a body; left for the dead-letter queue"
+                );
+                metrics.count("Malformed", 1);
+                fail_from = i;
+                break;
+            }
+        }
+    }
+
+    match posting::post_batch(&clients.db, &messages).await {
+        Ok(outcomes) => {
+            let mut statuses = Vec::with_capacity(outcomes.len());
+            for (m, outcome) in messages.iter().zip(&outcomes) {
+                record_outcome(m, outcome, &mut metrics);
+                let (status, failure_code) = outcome.status();
+                statuses.push((
+                    m.client_id.as_str(),
+                    m.idempotency_key.as_str(),
+                    CachedStatus {
+                        status: status.to_string(),
+                        transaction_id: outcome.transaction_id(),
+                        failure_code: failure_code.map(str::to_string),
+                    },
+                ));
+            }
+            // Best effort: PostgreSQL is the truth; the cache only serves status reads when it is down.
+            if let Err(e) = clients.cache.cache_statuses(&statuses).await {
+                tracing::warn!(error = %e, "could not cache transfer statuses");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, messages = messages.len(), "batch not posted; every message will be retried");
+            metrics.count("BatchErrors", 1);
+            fail_from = 0;
+        }
+    }
+
+    let mut response = SqsBatchResponse::default();
+    for record in &records[fail_from..] {
+        response.add_failure(record.message_id.clone().unwrap_or_default());
+    }
+    metrics.count("Retried", (records.len() - fail_from) as u64);
+    metrics.millis("BatchLatency", started.elapsed().as_secs_f64() * 1000.0);
+    metrics.flush();
+    response
+}
+
+fn record_outcome(m: &TransferMessage, outcome: &Outcome, metrics: &mut Metrics) {
+    let key = m.idempotency_key.as_str();
+    match outcome {
+        Outcome::Posted { transaction_id } => {
+            metrics.count("Posted", 1);
+            tracing::info!(idempotency_key = key, %transaction_id, "posted");
+        }
+        Outcome::Rejected {
+            transaction_id,
+            code,
+        } => {
+            metrics.count_by("Failed", "Code", code.as_str(), 1);
+            tracing::info!(idempotency_key = key, %transaction_id, failure_code = code.as_str(), "rejected");
+        }
+        Outcome::AlreadyRecorded {
+            transaction_id,
+            request_matches,
+            ..
+        } => {
+            metrics.count("AlreadyRecorded", 1);
+            if *request_matches {
+                tracing::info!(idempotency_key = key, %transaction_id, "already recorded; not posted again");
+            } else {
+                tracing::warn!(idempotency_key = key, %transaction_id, "key already recorded for a different request; ignored");
+            }
+        }
+    }
+}

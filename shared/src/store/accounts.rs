@@ -58,7 +58,11 @@ const ACCOUNT_COLUMNS: &str = "a.id, a.client_id, a.currency::text AS currency, 
      a.metadata, a.created_at, b.balance, b.updated_at";
 
 /// Opens an account (with a zero balance and an audit record) unless the id exists.
-pub async fn create(pool: &PgPool, client_id: &str, new: &NewAccount) -> Result<CreateOutcome, StoreError> {
+pub async fn create(
+    pool: &PgPool,
+    client_id: &str,
+    new: &NewAccount,
+) -> Result<CreateOutcome, StoreError> {
     let conn = pool.get().await?;
     let stmt = conn
         .prepare_cached(
@@ -107,23 +111,35 @@ pub async fn create(pool: &PgPool, client_id: &str, new: &NewAccount) -> Result<
     })
 }
 
-async fn find_any(conn: &deadpool_postgres::Object, id: &str) -> Result<Option<Account>, StoreError> {
+async fn find_any(
+    conn: &deadpool_postgres::Object,
+    id: &str,
+) -> Result<Option<Account>, StoreError> {
     let stmt = conn
         .prepare_cached(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a JOIN account_balances b ON b.account_id = a.id WHERE a.id = $1"
         ))
         .await?;
-    Ok(conn.query_opt(&stmt, &[&id]).await?.map(|r| Account::from_row(&r)))
+    Ok(conn
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| Account::from_row(&r)))
 }
 
 /// The account if it exists and belongs to `client_id` (other clients' accounts read as absent).
 pub async fn get(pool: &PgPool, client_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
     let conn = pool.get().await?;
-    Ok(find_any(&conn, id).await?.filter(|a| a.client_id == client_id))
+    Ok(find_any(&conn, id)
+        .await?
+        .filter(|a| a.client_id == client_id))
 }
 
 /// The balance as of `as_of`: `balance_after` of the last entry posted at or before it, or zero.
-pub async fn balance_as_of(pool: &PgPool, account_id: &str, as_of: DateTime<Utc>) -> Result<Decimal, StoreError> {
+pub async fn balance_as_of(
+    pool: &PgPool,
+    account_id: &str,
+    as_of: DateTime<Utc>,
+) -> Result<Decimal, StoreError> {
     let conn = pool.get().await?;
     let stmt = conn
         .prepare_cached(

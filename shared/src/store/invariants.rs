@@ -66,7 +66,10 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
     Ok(InvariantReport {
         unbalanced_transactions: unbalanced.iter().map(|r| r.get(0)).collect(),
         missing_ledger_entries: missing.iter().map(|r| r.get(0)).collect(),
-        balance_drift: drift.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect(),
+        balance_drift: drift
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
         currency_imbalance: currency.iter().map(|r| (r.get(0), r.get(1))).collect(),
         overdrawn_accounts: overdrawn.iter().map(|r| r.get(0)).collect(),
     })

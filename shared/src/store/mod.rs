@@ -54,10 +54,12 @@ pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
 pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     const LOCK: i64 = 0x6c65_6467_6572; // "ledger"
     let mut conn = pool.get().await.context("connecting to run migrations")?;
-    conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+        .await?;
     let client: &mut tokio_postgres::Client = &mut conn;
     let result = embedded::migrations::runner().run_async(client).await;
-    conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+        .await?;
     result.context("running migrations")?;
     Ok(())
 }
@@ -67,4 +69,43 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let conn = pool.get().await?;
     conn.simple_query("SELECT 1").await?;
     Ok(())
+}
+
+/// Creates database `name` on the server of `admin_url` unless it exists (local stacks and tests).
+pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", redact(admin_url)))?;
+    let task = tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            // Another runner may have created it in between.
+            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(e).context("creating the database");
+            }
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// A connection string without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }

@@ -18,7 +18,10 @@ pub enum Outcome {
     /// Posted now: two entries written.
     Posted { transaction_id: Uuid },
     /// Rejected by a posting rule now: recorded as FAILED with the code.
-    Rejected { transaction_id: Uuid, code: FailureCode },
+    Rejected {
+        transaction_id: Uuid,
+        code: FailureCode,
+    },
     /// The client's key was already recorded (a redelivery, or a retry after Redis lost the key):
     /// nothing written. `request_matches` is false when the earlier request had another body.
     AlreadyRecorded {
@@ -52,13 +55,15 @@ impl Outcome {
     }
 }
 
-const LOCK_ACCOUNTS: &str = "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance
+const LOCK_ACCOUNTS: &str =
+    "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance
      FROM account_balances b JOIN accounts a ON a.id = b.account_id
      WHERE b.account_id = ANY($1::text[])
      ORDER BY b.account_id
      FOR UPDATE OF b";
 
-const FIND_RECORDED: &str = "SELECT t.client_id, t.idempotency_key, t.id, t.status, t.failure_code, t.request_hash
+const FIND_RECORDED: &str =
+    "SELECT t.client_id, t.idempotency_key, t.id, t.status, t.failure_code, t.request_hash
      FROM transactions t
      JOIN unnest($1::text[], $2::text[]) AS k(client_id, idempotency_key)
        ON t.client_id = k.client_id AND t.idempotency_key = k.idempotency_key";
@@ -111,7 +116,12 @@ struct Rows {
 }
 
 impl Rows {
-    fn push_transaction(&mut self, m: &TransferMessage, status: &'static str, failure: Option<&'static str>) {
+    fn push_transaction(
+        &mut self,
+        m: &TransferMessage,
+        status: &'static str,
+        failure: Option<&'static str>,
+    ) {
         let t = &m.transfer;
         self.tx_id.push(m.transaction_id);
         self.client.push(m.client_id.clone());
@@ -129,7 +139,14 @@ impl Rows {
         self.accepted.push(m.accepted_at);
     }
 
-    fn push_entry(&mut self, tx: Uuid, account: &str, amount: Decimal, currency: &str, after: Decimal) {
+    fn push_entry(
+        &mut self,
+        tx: Uuid,
+        account: &str,
+        amount: Decimal,
+        currency: &str,
+        after: Decimal,
+    ) {
         self.e_tx.push(tx);
         self.e_account.push(account.to_string());
         self.e_amount.push(amount);
@@ -140,7 +157,10 @@ impl Rows {
 
 /// Posts a batch in one database transaction and returns one outcome per message, in order.
 /// Any error means nothing of the batch was written; the caller retries the whole batch.
-pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<Vec<Outcome>, StoreError> {
+pub async fn post_batch(
+    pool: &PgPool,
+    messages: &[TransferMessage],
+) -> Result<Vec<Outcome>, StoreError> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }
@@ -154,12 +174,20 @@ pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<V
 
     let mut ids: Vec<&str> = messages
         .iter()
-        .flat_map(|m| [m.transfer.source_account_id.as_str(), m.transfer.destination_account_id.as_str()])
+        .flat_map(|m| {
+            [
+                m.transfer.source_account_id.as_str(),
+                m.transfer.destination_account_id.as_str(),
+            ]
+        })
         .collect();
     ids.sort_unstable();
     ids.dedup();
     let clients: Vec<&str> = messages.iter().map(|m| m.client_id.as_str()).collect();
-    let keys: Vec<&str> = messages.iter().map(|m| m.idempotency_key.as_str()).collect();
+    let keys: Vec<&str> = messages
+        .iter()
+        .map(|m| m.idempotency_key.as_str())
+        .collect();
 
     // Pipelined: the lookup of already-recorded keys runs after the locks are held, so a
     // concurrent delivery of the same message that committed first is seen here.
@@ -186,7 +214,12 @@ pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<V
         .collect();
     let mut known: HashMap<(String, String), (Uuid, String, Option<String>, String)> = recorded
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4), r.get(5))))
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                (r.get(2), r.get(3), r.get(4), r.get(5)),
+            )
+        })
         .collect();
 
     let mut rows = Rows::default();
@@ -208,9 +241,24 @@ pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<V
             Decision::Post(p) => {
                 let currency = t.currency.code();
                 rows.push_transaction(m, "COMPLETED", None);
-                let (src, dst) = (t.source_account_id.as_str(), t.destination_account_id.as_str());
-                rows.push_entry(m.transaction_id, src, -t.amount, currency, p.source_balance_after);
-                rows.push_entry(m.transaction_id, dst, t.amount, currency, p.destination_balance_after);
+                let (src, dst) = (
+                    t.source_account_id.as_str(),
+                    t.destination_account_id.as_str(),
+                );
+                rows.push_entry(
+                    m.transaction_id,
+                    src,
+                    -t.amount,
+                    currency,
+                    p.source_balance_after,
+                );
+                rows.push_entry(
+                    m.transaction_id,
+                    dst,
+                    t.amount,
+                    currency,
+                    p.destination_balance_after,
+                );
                 *touched.entry(src.to_string()).or_default() += 1;
                 *touched.entry(dst.to_string()).or_default() += 1;
                 Outcome::Posted {
@@ -228,7 +276,12 @@ pub async fn post_batch(pool: &PgPool, messages: &[TransferMessage]) -> Result<V
         let (status, failure) = outcome.status();
         known.insert(
             k,
-            (m.transaction_id, status.to_string(), failure.map(str::to_string), m.request_hash.clone()),
+            (
+                m.transaction_id,
+                status.to_string(),
+                failure.map(str::to_string),
+                m.request_hash.clone(),
+            ),
         );
         outcomes.push(outcome);
     }

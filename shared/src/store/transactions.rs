@@ -28,7 +28,11 @@ pub struct TransactionRecord {
 }
 
 /// The transfer a client recorded under `key`, with its entries, if the processor has seen it.
-pub async fn find_by_key(pool: &PgPool, client_id: &str, key: &str) -> Result<Option<TransactionRecord>, StoreError> {
+pub async fn find_by_key(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+) -> Result<Option<TransactionRecord>, StoreError> {
     let conn = pool.get().await?;
     let stmt = conn
         .prepare_cached(

@@ -1,0 +1,95 @@
+//! Local configuration and set-up: the same variables as in AWS, with local defaults, plus creating
+//! the database, migrating it and creating the queues.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use shared::auth::{self, Authenticator};
+use shared::clients::Clients;
+use shared::config::Config;
+use shared::queue;
+use shared::store;
+
+pub const DEMO_CLIENT: &str = "demo";
+pub const DEMO_TOKEN: &str = "demo-token-for-testing";
+
+/// Local defaults for every variable the functions read.
+pub fn local_env() -> HashMap<&'static str, String> {
+    let get = |k: &str, d: &str| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| d.into())
+    };
+    HashMap::from([
+        (
+            "DATABASE_URL",
+            get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger"),
+        ),
+        ("REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379")),
+        ("REDIS_KEY_PREFIX", get("REDIS_KEY_PREFIX", "ledger")),
+        (
+            "AWS_ENDPOINT_URL_SQS",
+            get("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:4566"),
+        ),
+        (
+            "SQS_QUEUE_NAME",
+            get("SQS_QUEUE_NAME", "payment-ledger-transfers"),
+        ),
+        ("SQS_MAX_RECEIVE_COUNT", get("SQS_MAX_RECEIVE_COUNT", "5")),
+        (
+            "SQS_VISIBILITY_TIMEOUT",
+            get("SQS_VISIBILITY_TIMEOUT", "30"),
+        ),
+    ])
+}
+
+/// Creates the database and queues if missing, migrates, and returns the clients with the demo
+/// client (plus any `API_TOKENS`) configured.
+pub async fn prepare() -> anyhow::Result<Clients> {
+    let env = local_env();
+    let database_url = env["DATABASE_URL"].clone();
+    let (server, db_name) = database_url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit_once('/'))
+        .context("DATABASE_URL must name a database")?;
+    store::ensure_database(&format!("{server}/postgres"), db_name).await?;
+
+    let sqs = queue::local_client(&env["AWS_ENDPOINT_URL_SQS"]).await;
+    let (queue_url, dlq_url) = queue::ensure_fifo_queue(
+        &sqs,
+        &env["SQS_QUEUE_NAME"],
+        env["SQS_MAX_RECEIVE_COUNT"]
+            .parse()
+            .context("SQS_MAX_RECEIVE_COUNT")?,
+        env["SQS_VISIBILITY_TIMEOUT"]
+            .parse()
+            .context("SQS_VISIBILITY_TIMEOUT")?,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "creating queues at {} (is the SQS server running?)",
+            env["AWS_ENDPOINT_URL_SQS"]
+        )
+    })?;
+
+    let config = Config::from_lookup(|k| match k {
+        "SQS_QUEUE_URL" => Some(queue_url.clone()),
+        "SQS_DLQ_URL" => Some(dlq_url.clone()),
+        _ => env.get(k).cloned().or_else(|| std::env::var(k).ok()),
+    })?;
+    let auth = Authenticator::parse(&config.api_tokens)
+        .map_err(anyhow::Error::msg)?
+        .with_client(DEMO_CLIENT, DEMO_TOKEN);
+    let clients = Clients::build_with(config, auth, sqs)?;
+    store::migrate(&clients.db).await?;
+    tracing::info!(
+        database = %store::redact(&clients.config.database_url),
+        queue = %queue_url,
+        demo_token_sha256 = %auth::hash_token(DEMO_TOKEN),
+        "local stack prepared"
+    );
+    Ok(clients)
+}

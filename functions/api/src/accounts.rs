@@ -1,0 +1,273 @@
+//! `/accounts`: open an account, read it, its balance (now or as of a time) and its ledger.
+//!
+//! Visibility: an account belongs to the client that opened it. Only that client can read it or
+//! move money from or to it; to anyone else it does not exist (404 `account_not_found`, and a
+//! transfer touching it fails `account_not_found`). Account ids are unique across clients, so
+//! opening an id another client holds is 409 `account_id_taken`, which reveals nothing else.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use shared::accounts::{self as domain, AccountId, NewAccount, OverdraftLimit};
+use shared::money::{Currency, format_amount};
+use shared::store::accounts::{self as store, Account, CreateOutcome, LedgerCursor};
+use shared::transfers::parse_amount_json;
+use shared::validation::ValidationError;
+
+use crate::AppState;
+use crate::extract::{ClientId, JsonBody, query_params};
+use crate::problem::{ApiResult, Problem};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateAccountBody {
+    id: String,
+    currency: String,
+    #[serde(default)]
+    overdraft_limit: Option<Box<RawValue>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl CreateAccountBody {
+    fn validate(self) -> Result<NewAccount, ValidationError> {
+        let id = AccountId::parse(&self.id, "id")?;
+        let currency = Currency::parse(&self.currency)?;
+        let overdraft_limit = match self.overdraft_limit {
+            None => OverdraftLimit::Limited(shared::money::at_currency_scale(
+                Default::default(),
+                currency,
+                "overdraftLimit",
+            )?),
+            Some(raw) if raw.get() == "\"unlimited\"" => OverdraftLimit::Unlimited,
+            Some(raw) => {
+                let value = parse_amount_json(&raw, "overdraftLimit").map_err(|mut e| {
+                    e.detail = "overdraftLimit is a non-negative decimal string such as \"100.00\", or \"unlimited\"".into();
+                    e
+                })?;
+                OverdraftLimit::parse(&value.to_string(), currency, "overdraftLimit")?
+            }
+        };
+        let metadata = domain::parse_metadata(self.metadata, "metadata")?;
+        Ok(NewAccount {
+            id,
+            currency,
+            overdraft_limit,
+            metadata,
+        })
+    }
+}
+
+pub fn account_json(a: &Account) -> Value {
+    json!({
+        "id": a.id,
+        "currency": a.currency,
+        "overdraftLimit": match a.overdraft_limit {
+            OverdraftLimit::Unlimited => "unlimited".to_string(),
+            OverdraftLimit::Limited(d) => format_amount(d, &a.currency),
+        },
+        "metadata": a.metadata,
+        "createdAt": a.created_at,
+        "balance": format_amount(a.balance, &a.currency),
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    JsonBody(body): JsonBody<CreateAccountBody>,
+) -> ApiResult<Response> {
+    let new = body.validate()?;
+    let outcome = store::create(&state.db, &client, &new)
+        .await
+        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    Ok(match outcome {
+        CreateOutcome::Created(a) => {
+            tracing::info!(account_id = %a.id, client = %client, "account opened");
+            let location = format!("/api/v1/accounts/{}", a.id);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(account_json(&a)),
+            )
+                .into_response()
+        }
+        CreateOutcome::AlreadyExists(a) => (StatusCode::OK, Json(account_json(&a))).into_response(),
+        CreateOutcome::Conflicts(a) => Problem::new(
+            StatusCode::CONFLICT,
+            "account_exists",
+            format!("account {} already exists with other attributes", a.id),
+        )
+        .field("id")
+        .with("account", account_json(&a))
+        .into_response(),
+        CreateOutcome::Taken => Problem::new(
+            StatusCode::CONFLICT,
+            "account_id_taken",
+            format!("account id {} is not available; choose another", new.id),
+        )
+        .field("id")
+        .into_response(),
+    })
+}
+
+/// The caller's account `id`, or 404.
+async fn visible_account(state: &AppState, client: &str, id: &str) -> ApiResult<Account> {
+    let not_found = || Problem::not_found("account_not_found", format!("no account {id}"));
+    if AccountId::parse(id, "id").is_err() {
+        return Err(not_found());
+    }
+    store::get(&state.db, client, id)
+        .await
+        .map_err(|e| Problem::unavailable("postgres", &e))?
+        .ok_or_else(not_found)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let account = visible_account(&state, &client, &id).await?;
+    Ok(Json(account_json(&account)))
+}
+
+pub async fn balance(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(query.as_deref(), &["asOf"])?;
+    let as_of = params
+        .iter()
+        .find(|(k, _)| k == "asOf")
+        .map(|(_, v)| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|d| d.with_timezone(&Utc))
+                .map_err(|_| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_as_of",
+                        "asOf must be an RFC 3339 timestamp such as 2026-01-31T23:59:59Z",
+                    )
+                    .field("asOf")
+                })
+        })
+        .transpose()?;
+    let account = visible_account(&state, &client, &id).await?;
+    let (balance, as_of) = match as_of {
+        None => (account.balance, account.balance_updated_at),
+        Some(t) => (
+            store::balance_as_of(&state.db, &account.id, t)
+                .await
+                .map_err(|e| Problem::unavailable("postgres", &e))?,
+            t,
+        ),
+    };
+    Ok(Json(json!({
+        "accountId": account.id,
+        "currency": account.currency,
+        "balance": format_amount(balance, &account.currency),
+        "asOf": as_of,
+    })))
+}
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+fn encode_cursor(c: LedgerCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}.{}", c.posted_at.timestamp_micros(), c.id))
+}
+
+fn decode_cursor(s: &str) -> Option<LedgerCursor> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+    let (micros, id) = raw.split_once('.')?;
+    Some(LedgerCursor {
+        posted_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: id.parse().ok()?,
+    })
+}
+
+pub async fn ledger(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(query.as_deref(), &["limit", "cursor"])?;
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for (k, v) in params {
+        if k == "limit" {
+            limit = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_limit",
+                        format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                    )
+                    .field("limit")
+                })?;
+        } else {
+            cursor = Some(decode_cursor(&v).ok_or_else(|| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cursor",
+                    "cursor must be a nextCursor value returned by this route",
+                )
+                .field("cursor")
+            })?);
+        }
+    }
+    let account = visible_account(&state, &client, &id).await?;
+    let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor)
+        .await
+        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "transactionId": e.transaction_id,
+                "accountId": e.account_id,
+                "amount": format_amount(e.amount, &e.currency),
+                "currency": e.currency,
+                "balanceAfter": format_amount(e.balance_after, &e.currency),
+                "counterpartyAccountId": e.counterparty_account_id,
+                "reference": e.reference,
+                "postedAt": e.posted_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "entries": entries,
+        "nextCursor": next.map(encode_cursor),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = LedgerCursor {
+            posted_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: 42,
+        };
+        assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Request extraction that answers in problem+json: JSON bodies (with the offending field's path),
+//! query strings, and the authenticated client.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use crate::problem::Problem;
+
+/// A JSON body deserialized strictly: unknown fields, missing fields and wrong types are 422 with
+/// the field's path; non-JSON is 400; over the size limit is 413; not `application/json` is 415.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than this API accepts",
+                )
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    rejection.body_text(),
+                )
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Strict JSON parsing with the path of the first offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        json_problem(err.into_inner(), &path)
+    })?;
+    de.end().map_err(|e| json_problem(e, ""))?;
+    Ok(value)
+}
+
+fn json_problem(err: serde_json::Error, path: &str) -> Problem {
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    };
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {err}"),
+        ),
+        Category::Data => {
+            let message = err.to_string();
+            let named = |prefix: &str| {
+                message
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.split('`').next())
+                    .map(|name| join(&field, name))
+            };
+            if let Some(f) = named("unknown field `") {
+                // serde_path_to_error already includes the unknown key in the path.
+                let f = if field.ends_with(&format!(".{}", f.rsplit('.').next().unwrap_or("")))
+                    || field == f.rsplit('.').next().unwrap_or("")
+                {
+                    field.clone()
+                } else {
+                    f
+                };
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_field",
+                    strip_position(&message),
+                )
+                .field(f)
+            } else if let Some(f) = named("missing field `") {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_field",
+                    strip_position(&message),
+                )
+                .field(f)
+            } else {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    strip_position(&message),
+                )
+                .field(field)
+            }
+        }
+    }
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(m, _)| m)
+        .to_string()
+}
+
+/// The client the bearer token belongs to, put into request extensions by the auth middleware.
+#[derive(Clone, Debug)]
+pub struct ClientId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ClientId>()
+            .cloned()
+            .ok_or_else(Problem::unauthorized)
+    }
+}
+
+/// Query parameters as a list; unknown names are rejected so a typo does not silently do nothing.
+pub fn query_params(
+    parts: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, Problem> {
+    let mut out = Vec::new();
+    for pair in parts.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        "query parameters must be UTF-8",
+                    )
+                })
+        };
+        let (k, v) = (decode(k)?, decode(v)?);
+        if !allowed.contains(&k.as_str()) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_parameter",
+                format!(
+                    "unknown query parameter `{k}`; this route takes: {}",
+                    allowed.join(", ")
+                ),
+            )
+            .field(k));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}

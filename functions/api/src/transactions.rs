@@ -1,0 +1,260 @@
+//! `/transactions`: intake (Redis reservation, then SQS FIFO) and status lookups.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::accounts::AccountId;
+use shared::idempotency::{Accepted, Reservation};
+use shared::money::{Currency, format_amount};
+use shared::store::{accounts as account_store, transactions as tx_store};
+use shared::transfers::{IdempotencyKey, TransferInput, TransferMessage};
+
+use crate::AppState;
+use crate::extract::{ClientId, JsonBody};
+use crate::problem::{ApiResult, Problem};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    transaction: TransferInput,
+    #[serde(default, rename = "idempotencyKey")]
+    idempotency_key: Option<String>,
+}
+
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+fn status_path(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "/api/v1/transactions/status/{}",
+        percent_encoding::utf8_percent_encode(key, SEGMENT)
+    )
+}
+
+fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
+    let poll = status_path(&accepted.idempotency_key);
+    let body = json!({
+        "status": "ACCEPTED",
+        "idempotencyKey": accepted.idempotency_key,
+        "transactionId": accepted.transaction_id,
+        "messageId": accepted.message_id,
+        "pollUrl": poll,
+        "acceptedAt": accepted.accepted_at,
+        "expiresAt": accepted.expires_at,
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&poll) {
+        headers.insert(header::LOCATION, v);
+    }
+    if replayed {
+        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The key from the body or the `Idempotency-Key` header (both may be sent if they agree).
+fn idempotency_key(body_key: Option<String>, headers: &HeaderMap) -> ApiResult<IdempotencyKey> {
+    let header_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
+            Problem::unprocessable(
+                "invalid_idempotency_key",
+                "Idempotency-Key",
+                "idempotency keys are 1-255 visible ASCII characters without spaces",
+            )
+        })?),
+    };
+    match (body_key, header_key) {
+        (Some(b), Some(h)) if b != h => Err(Problem::unprocessable(
+            "idempotency_key_mismatch",
+            "idempotencyKey",
+            "the body's idempotencyKey and the Idempotency-Key header differ",
+        )),
+        (Some(k), _) => Ok(IdempotencyKey::parse(&k, "idempotencyKey")?),
+        (None, Some(k)) => Ok(IdempotencyKey::parse(&k, "Idempotency-Key")?),
+        (None, None) => Ok(IdempotencyKey::parse("", "idempotencyKey")?),
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SubmitBody>,
+) -> ApiResult<Response> {
+    let key = idempotency_key(body.idempotency_key, &headers)?;
+    let input = body.transaction;
+
+    // Without a currency the transfer is in the source account's currency (one lookup).
+    let account_currency = match (
+        &input.currency,
+        AccountId::parse(&input.source_account_id, ""),
+    ) {
+        (None, Ok(source)) => account_store::get(&state.db, &client, source.as_str())
+            .await
+            .map_err(|e| Problem::unavailable("postgres", &e))?
+            .and_then(|a| Currency::parse(&a.currency).ok()),
+        _ => None,
+    };
+    let transfer = input
+        .validate(account_currency, state.config.max_transfer_amount)
+        .map_err(|e| Problem::from(e.under("transaction")))?;
+
+    let message = TransferMessage::new(&client, &key, transfer);
+    let reservation = state
+        .cache
+        .reserve(&client, key.as_str(), &message.request_hash)
+        .await
+        .map_err(|e| Problem::unavailable("redis", &e))?;
+    let token = match reservation {
+        Reservation::Reserved(token) => token,
+        Reservation::Replay(accepted) => {
+            tracing::info!(idempotency_key = key.as_str(), "replayed accepted transfer");
+            return Ok(accepted_response(&accepted, true));
+        }
+        Reservation::InProgress => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "a request with this idempotency key is still being accepted; retry shortly",
+            )
+            .field("idempotencyKey")
+            .retry_after(1));
+        }
+        Reservation::KeyReused => {
+            return Err(Problem::unprocessable(
+                "idempotency_key_reused",
+                "idempotencyKey",
+                "this idempotency key was already used for a different request",
+            ));
+        }
+    };
+
+    let message_id = match state.queue.send_transfer(&message).await {
+        Ok(id) => id,
+        Err(e) => {
+            if let Err(release) = state.cache.release(token).await {
+                tracing::warn!(error = %release, "could not release reservation after a failed send");
+            }
+            return Err(Problem::unavailable("sqs", &e));
+        }
+    };
+    let accepted = Accepted {
+        idempotency_key: key.as_str().to_string(),
+        transaction_id: message.transaction_id,
+        message_id,
+        accepted_at: message.accepted_at,
+        expires_at: Utc::now() + state.cache.ttl(),
+    };
+    if let Err(e) = state.cache.confirm(token, &accepted).await {
+        // The message is queued and will post once; only a replay's messageId is at risk.
+        tracing::warn!(error = %e, "could not record the accepted response");
+    }
+    tracing::info!(
+        idempotency_key = key.as_str(),
+        message_id = %accepted.message_id,
+        transaction_id = %accepted.transaction_id,
+        "transfer accepted"
+    );
+    Ok(accepted_response(&accepted, false))
+}
+
+fn record_json(r: &tx_store::TransactionRecord) -> Value {
+    let mut body = json!({
+        "idempotencyKey": r.idempotency_key,
+        "status": r.status,
+        "transactionId": r.id,
+        "transaction": {
+            "id": r.id,
+            "source_account_id": r.source_account_id,
+            "destination_account_id": r.destination_account_id,
+            "amount": format_amount(r.amount, &r.currency),
+            "currency": r.currency,
+            "reference": r.reference,
+            "description": r.description,
+            "metadata": r.metadata,
+            "acceptedAt": r.accepted_at,
+            "postedAt": r.posted_at,
+        },
+    });
+    if let Some(code) = &r.failure_code {
+        body["failureCode"] = json!(code);
+    } else {
+        let entries: Vec<Value> = r
+            .entries
+            .iter()
+            .map(|(account, amount, after)| {
+                json!({
+                    "accountId": account,
+                    "amount": format_amount(*amount, &r.currency),
+                    "balanceAfter": format_amount(*after, &r.currency),
+                })
+            })
+            .collect();
+        body["result"] = json!({ "entries": entries });
+    }
+    body
+}
+
+/// Postgres first (the truth); then Redis for transfers still queued. If Postgres is down, the
+/// processor's status cache in Redis answers, marked as such.
+pub async fn status(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let not_found = || {
+        Problem::not_found(
+            "transaction_not_found",
+            "no transfer with this idempotency key (for this client)",
+        )
+    };
+    if IdempotencyKey::parse(&key, "key").is_err() {
+        return Err(not_found());
+    }
+    match tx_store::find_by_key(&state.db, &client, &key).await {
+        Ok(Some(record)) => return Ok(Json(record_json(&record))),
+        Ok(None) => {}
+        Err(db_error) => {
+            let cached = state
+                .cache
+                .cached_status(&client, &key)
+                .await
+                .ok()
+                .flatten();
+            return match cached {
+                Some(c) => Ok(Json(json!({
+                    "idempotencyKey": key,
+                    "status": c.status,
+                    "transactionId": c.transaction_id,
+                    "failureCode": c.failure_code,
+                    "source": "cache",
+                }))),
+                None => Err(Problem::unavailable("postgres", &db_error)),
+            };
+        }
+    }
+    let pending = state
+        .cache
+        .pending(&client, &key)
+        .await
+        .map_err(|e| Problem::unavailable("redis", &e))?
+        .ok_or_else(not_found)?;
+    let mut body = json!({ "idempotencyKey": key, "status": "PENDING" });
+    if let Some(a) = pending {
+        body["transactionId"] = json!(a.transaction_id);
+        body["messageId"] = json!(a.message_id);
+        body["acceptedAt"] = json!(a.accepted_at);
+        body["expiresAt"] = json!(a.expires_at);
+    }
+    Ok(Json(body))
+}
