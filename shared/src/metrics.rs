@@ -7,13 +7,17 @@ use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "PaymentLedger";
 
+/// (dimension name, dimension value); both `None` for the function-level set.
+type DimensionKey = (Option<&'static str>, Option<String>);
+/// metric name -> (value, unit)
+type Series = BTreeMap<String, (f64, &'static str)>;
+
 /// Counters (and millisecond timings) collected during one invocation, emitted as one EMF line per
 /// distinct dimension set.
 #[derive(Debug, Default)]
 pub struct Metrics {
     function: &'static str,
-    // (dimension name, dimension value) -> metric name -> (value, unit)
-    sets: BTreeMap<(Option<&'static str>, Option<String>), BTreeMap<String, (f64, &'static str)>>,
+    sets: BTreeMap<DimensionKey, Series>,
 }
 
 impl Metrics {

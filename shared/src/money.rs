@@ -179,10 +179,10 @@ pub fn parse_non_negative(
 /// does not know keep their own scale.
 pub fn format_amount(amount: Decimal, currency: &str) -> String {
     let mut a = amount;
-    if let Ok(c) = Currency::parse(currency) {
-        if a.scale() < c.minor_units() || a.normalize().scale() <= c.minor_units() {
-            a.rescale(c.minor_units());
-        }
+    if let Ok(c) = Currency::parse(currency)
+        && (a.scale() < c.minor_units() || a.normalize().scale() <= c.minor_units())
+    {
+        a.rescale(c.minor_units());
     }
     a.to_string()
 }

@@ -82,43 +82,19 @@ fn json_problem(err: serde_json::Error, path: &str) -> Problem {
             format!("the body is not valid JSON: {err}"),
         ),
         Category::Data => {
-            let message = err.to_string();
-            let named = |prefix: &str| {
-                message
-                    .strip_prefix(prefix)
-                    .and_then(|rest| rest.split('`').next())
-                    .map(|name| join(&field, name))
-            };
-            if let Some(f) = named("unknown field `") {
-                // serde_path_to_error already includes the unknown key in the path.
-                let f = if field.ends_with(&format!(".{}", f.rsplit('.').next().unwrap_or("")))
-                    || field == f.rsplit('.').next().unwrap_or("")
-                {
-                    field.clone()
-                } else {
-                    f
-                };
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_field",
-                    strip_position(&message),
-                )
-                .field(f)
-            } else if let Some(f) = named("missing field `") {
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+            let message = strip_position(&err.to_string());
+            // For an unknown field the path already ends with it; for a missing one it is the parent.
+            let (code, field) = if message.starts_with("unknown field `") {
+                ("unknown_field", field)
+            } else if let Some(rest) = message.strip_prefix("missing field `") {
+                (
                     "missing_field",
-                    strip_position(&message),
+                    join(&field, rest.split('`').next().unwrap_or("")),
                 )
-                .field(f)
             } else {
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    strip_position(&message),
-                )
-                .field(field)
-            }
+                ("invalid_field", field)
+            };
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).field(field)
         }
     }
 }

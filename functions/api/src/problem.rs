@@ -31,7 +31,7 @@ impl Problem {
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.field = Some(field.into()).filter(|f| !f.is_empty());
         self
     }
 

@@ -92,6 +92,14 @@ const WRITE_BATCH: &str = "WITH tx AS (
      )
      SELECT count(*) FROM tx";
 
+/// A transfer already in the ledger under a client's key.
+struct Recorded {
+    transaction_id: Uuid,
+    status: String,
+    failure_code: Option<String>,
+    request_hash: String,
+}
+
 #[derive(Default)]
 struct Rows {
     tx_id: Vec<Uuid>,
@@ -212,13 +220,16 @@ pub async fn post_batch(
             )
         })
         .collect();
-    let mut known: HashMap<(String, String), (Uuid, String, Option<String>, String)> = recorded
+    let mut known: HashMap<(String, String), Recorded> = recorded
         .iter()
         .map(|r| {
-            (
-                (r.get(0), r.get(1)),
-                (r.get(2), r.get(3), r.get(4), r.get(5)),
-            )
+            let recorded = Recorded {
+                transaction_id: r.get(2),
+                status: r.get(3),
+                failure_code: r.get(4),
+                request_hash: r.get(5),
+            };
+            ((r.get(0), r.get(1)), recorded)
         })
         .collect();
 
@@ -227,12 +238,12 @@ pub async fn post_batch(
     let mut touched: HashMap<String, i64> = HashMap::new();
     for m in messages {
         let k = (m.client_id.clone(), m.idempotency_key.clone());
-        if let Some((id, status, failure_code, hash)) = known.get(&k) {
+        if let Some(r) = known.get(&k) {
             outcomes.push(Outcome::AlreadyRecorded {
-                transaction_id: *id,
-                status: status.clone(),
-                failure_code: failure_code.clone(),
-                request_matches: *hash == m.request_hash,
+                transaction_id: r.transaction_id,
+                status: r.status.clone(),
+                failure_code: r.failure_code.clone(),
+                request_matches: r.request_hash == m.request_hash,
             });
             continue;
         }
@@ -276,12 +287,12 @@ pub async fn post_batch(
         let (status, failure) = outcome.status();
         known.insert(
             k,
-            (
-                m.transaction_id,
-                status.to_string(),
-                failure.map(str::to_string),
-                m.request_hash.clone(),
-            ),
+            Recorded {
+                transaction_id: m.transaction_id,
+                status: status.to_string(),
+                failure_code: failure.map(str::to_string),
+                request_hash: m.request_hash.clone(),
+            },
         );
         outcomes.push(outcome);
     }

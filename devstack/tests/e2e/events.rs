@@ -1,0 +1,118 @@
+//! Every file in `events/` goes through the handler it is for, in the order a newcomer would use
+//! them (the same files `cargo lambda invoke --data-file` and `sam local invoke -e` take).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use http::StatusCode;
+use tower::ServiceExt;
+
+use crate::helpers::Stack;
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn invoke_api(s: &Stack, name: &str) -> (StatusCode, serde_json::Value) {
+    let req = lambda_http::request::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (parts, body) = req.into_parts();
+    let req = http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+    let res = s.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+async fn invoke_processor(s: &Stack, name: &str) -> Vec<String> {
+    let event: SqsEvent =
+        serde_json::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    processor::handle_batch(&s.env.clients, event)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_event_fixture_runs_through_its_handler() {
+    let s = Stack::start().await;
+    let mut used = BTreeSet::new();
+    let mut api = async |name: &str, expected: StatusCode| {
+        let file = format!("api/{name}.json");
+        let (status, body) = invoke_api(&s, &file).await;
+        assert_eq!(status, expected, "{file}: {body}");
+        used.insert(file);
+        body
+    };
+
+    api("health", StatusCode::OK).await;
+    api("ready", StatusCode::OK).await;
+    api("unauthorized", StatusCode::UNAUTHORIZED).await;
+    api("create-account-funding", StatusCode::CREATED).await;
+    api("create-account-alice", StatusCode::CREATED).await;
+    api("create-account-bob", StatusCode::CREATED).await;
+    assert_eq!(api("get-account", StatusCode::OK).await["id"], "alice");
+    api("get-balance", StatusCode::OK).await;
+    api("get-balance-as-of", StatusCode::OK).await;
+
+    // The SQS fixture: world-usd -> bob 200.00, bob -> alice 25.50.
+    assert!(
+        invoke_processor(&s, "sqs/transfer-batch.json")
+            .await
+            .is_empty()
+    );
+    assert_eq!(s.balance("bob").await, "174.50");
+    assert_eq!(s.balance("alice").await, "25.50");
+
+    assert_eq!(
+        api("submit-transaction", StatusCode::ACCEPTED).await["status"],
+        "ACCEPTED"
+    );
+    api("submit-transaction-header-key", StatusCode::ACCEPTED).await;
+    assert_eq!(s.drain().await, 2);
+    assert_eq!(
+        api("transaction-status", StatusCode::OK).await["status"],
+        "COMPLETED"
+    );
+    assert_eq!(s.balance("alice").await, "95.25");
+    let ledger = api("get-ledger", StatusCode::OK).await;
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 3);
+    api("queue-stats", StatusCode::OK).await;
+    api("cache-stats", StatusCode::OK).await;
+
+    // A batch with a malformed second message: it and the one after it are reported.
+    let failures = invoke_processor(&s, "sqs/transfer-batch-with-malformed.json").await;
+    assert_eq!(
+        failures,
+        [
+            "7d2c3b4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e",
+            "8a0b4c3e-5d6f-4a1b-9c2d-3e4f5a6b7c8d"
+        ]
+    );
+    let mut used: BTreeSet<String> = used.clone();
+    used.insert("sqs/transfer-batch.json".into());
+    used.insert("sqs/transfer-batch-with-malformed.json".into());
+
+    let mut on_disk = BTreeSet::new();
+    for dir in ["api", "sqs"] {
+        for entry in std::fs::read_dir(events_dir().join(dir)).unwrap() {
+            on_disk.insert(format!(
+                "{dir}/{}",
+                entry.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    assert_eq!(
+        on_disk, used,
+        "every fixture in events/ must be exercised here"
+    );
+    s.env.assert_invariants().await;
+}

@@ -1,0 +1,114 @@
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use devstack::poller::Poller;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use shared::testkit::{DEMO_TOKEN, TestEnv};
+use tower::ServiceExt;
+
+pub struct Stack {
+    pub env: TestEnv,
+    pub router: Router,
+    pub poller: Poller,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let env = TestEnv::new().await;
+        let router = api::router(env.clients.clone());
+        let poller = Poller::new(env.clients.clone(), Duration::from_secs(0))
+            .await
+            .unwrap();
+        Self {
+            env,
+            router,
+            poller,
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {DEMO_TOKEN}"));
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn open(&self, id: &str, overdraft: &str) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                Some(json!({"id": id, "currency": "USD", "overdraftLimit": overdraft})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    pub async fn submit(
+        &self,
+        key: &str,
+        src: &str,
+        dst: &str,
+        amount: &str,
+    ) -> (StatusCode, Value) {
+        let body = json!({"transaction": {"source_account_id": src, "destination_account_id": dst,
+            "amount": amount, "currency": "USD"}, "idempotencyKey": key});
+        self.call("POST", "/api/v1/transactions", Some(body)).await
+    }
+
+    /// Polls until the queue has nothing visible; returns how many messages were processed.
+    pub async fn drain(&self) -> usize {
+        let mut processed = 0;
+        for _ in 0..200 {
+            let stats = self.poller.poll_once().await.unwrap();
+            if stats.received == 0 {
+                return processed;
+            }
+            processed += stats.received;
+        }
+        panic!("queue did not drain");
+    }
+
+    pub async fn status_of(&self, key: &str) -> Value {
+        let (status, body) = self
+            .call("GET", &format!("/api/v1/transactions/status/{key}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn balance(&self, id: &str) -> String {
+        let (_, body) = self
+            .call("GET", &format!("/api/v1/accounts/{id}/balance"), None)
+            .await;
+        body["balance"].as_str().unwrap().to_string()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let conn = self.env.clients.db.get().await.unwrap();
+        conn.query_one(sql, &[]).await.unwrap().get(0)
+    }
+}

@@ -1,0 +1,6 @@
+//! End to end: the API Router, the SQS server, the poller standing in for the event source mapping,
+//! the processor, PostgreSQL and Redis, as devstack runs them.
+
+mod events;
+mod flows;
+mod helpers;

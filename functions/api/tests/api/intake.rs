@@ -1,0 +1,189 @@
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use http::StatusCode;
+use serde_json::json;
+use shared::clients::Clients;
+use shared::idempotency::IdempotencyStore;
+use shared::queue::{self, Queue};
+use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
+
+use crate::helpers::{TestApp, post_request, send, transfer};
+
+#[tokio::test]
+async fn accepted_transfers_replay_and_reused_keys_are_refused() {
+    let app = TestApp::spawn().await;
+    let body = transfer("order-1001", "alice", "bob", "25.50");
+
+    let first = app.post("/api/v1/transactions", &body).await;
+    let accepted = first.assert_status(StatusCode::ACCEPTED).clone();
+    assert_eq!(accepted["status"], "ACCEPTED");
+    assert_eq!(accepted["idempotencyKey"], "order-1001");
+    assert_eq!(
+        accepted["pollUrl"],
+        "/api/v1/transactions/status/order-1001"
+    );
+    assert_eq!(
+        first.headers["location"],
+        "/api/v1/transactions/status/order-1001"
+    );
+    assert!(
+        accepted["messageId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        accepted["transactionId"]
+            .as_str()
+            .is_some_and(|s| s.len() == 36)
+    );
+    assert!(accepted["expiresAt"].is_string());
+    assert!(first.headers.get("idempotent-replayed").is_none());
+
+    // Same key, same request (even with keys reordered and the amount written differently).
+    let same = json!({"idempotencyKey": "order-1001", "transaction": {"currency": "USD", "amount": 25.5,
+        "destination_account_id": "bob", "source_account_id": "alice"}});
+    let replay = app.post("/api/v1/transactions", &same).await;
+    assert_eq!(replay.assert_status(StatusCode::ACCEPTED), &accepted);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+
+    // Same key, different amount.
+    let reused = app
+        .post(
+            "/api/v1/transactions",
+            &transfer("order-1001", "alice", "bob", "25.51"),
+        )
+        .await;
+    reused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+
+    // Keys are per client: another client may use the same key for its own transfer.
+    let other = app
+        .post_raw(
+            "/api/v1/transactions",
+            Some(OTHER_TOKEN),
+            transfer("order-1001", "x", "y", "1").to_string(),
+        )
+        .await;
+    assert_ne!(
+        other.assert_status(StatusCode::ACCEPTED)["messageId"],
+        accepted["messageId"]
+    );
+
+    assert_eq!(app.queue_depth().await, 2);
+
+    // Until the processor runs, the status is PENDING with the message id; other clients see nothing.
+    let status = app
+        .get("/api/v1/transactions/status/order-1001", Some(DEMO_TOKEN))
+        .await;
+    let status = status.assert_status(StatusCode::OK);
+    assert_eq!(status["status"], "PENDING");
+    assert_eq!(status["messageId"], accepted["messageId"]);
+    let other_view = app
+        .get("/api/v1/transactions/status/unknown-key", Some(DEMO_TOKEN))
+        .await;
+    other_view.assert_problem(StatusCode::NOT_FOUND, "transaction_not_found");
+}
+
+#[tokio::test]
+async fn the_idempotency_key_may_come_from_the_header() {
+    let app = TestApp::spawn().await;
+    let mut body = transfer("unused", "alice", "bob", "1.00");
+    body.as_object_mut().unwrap().remove("idempotencyKey");
+    let mut req = post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.to_string());
+    req.headers_mut()
+        .insert("idempotency-key", "hdr-1".parse().unwrap());
+    let res = app.send(req).await;
+    assert_eq!(
+        res.assert_status(StatusCode::ACCEPTED)["idempotencyKey"],
+        "hdr-1"
+    );
+
+    let mut req = post_request(
+        "/api/v1/transactions",
+        Some(DEMO_TOKEN),
+        transfer("body-key", "a", "b", "1").to_string(),
+    );
+    req.headers_mut()
+        .insert("idempotency-key", "header-key".parse().unwrap());
+    app.send(req)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_mismatch");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_with_one_key_enqueue_one_message() {
+    let app = TestApp::spawn().await;
+    let body = transfer("burst-1", "alice", "bob", "5.00").to_string();
+    let responses = join_all((0..50).map(|_| {
+        let req = post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.clone());
+        let router = app.router.clone();
+        async move { send(&router, req).await }
+    }))
+    .await;
+    let mut message_ids = HashSet::new();
+    for res in &responses {
+        match res.status {
+            StatusCode::ACCEPTED => {
+                message_ids.insert(res.body["messageId"].as_str().unwrap().to_string());
+            }
+            StatusCode::CONFLICT => {
+                res.assert_problem(StatusCode::CONFLICT, "request_in_progress");
+                assert_eq!(res.headers["retry-after"], "1");
+            }
+            other => panic!("unexpected {other}: {:#}", res.body),
+        }
+    }
+    assert_eq!(message_ids.len(), 1, "every 202 carries the one message id");
+    assert_eq!(app.queue_depth().await, 1, "exactly one message enqueued");
+}
+
+#[tokio::test]
+async fn sqs_unavailable_is_503_and_releases_the_reservation() {
+    let app = TestApp::spawn().await;
+    let c = &app.env.clients;
+    let broken_sqs = queue::local_client("http://127.0.0.1:9").await;
+    let broken = Clients {
+        queue: Queue::new(broken_sqs, c.queue.url().to_string(), None),
+        ..c.clone()
+    };
+    let router = app.router_with(broken);
+    let body = transfer("sqs-down-1", "alice", "bob", "7.00").to_string();
+    let res = send(
+        &router,
+        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.clone()),
+    )
+    .await;
+    let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_eq!(problem["component"], "sqs");
+    assert!(res.headers.contains_key("retry-after"));
+
+    // The key was released: the client's retry goes through once SQS is back.
+    let retry = app
+        .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), body)
+        .await;
+    retry.assert_status(StatusCode::ACCEPTED);
+    assert!(retry.headers.get("idempotent-replayed").is_none());
+    assert_eq!(app.queue_depth().await, 1);
+}
+
+#[tokio::test]
+async fn redis_unavailable_is_503_and_nothing_is_enqueued() {
+    let app = TestApp::spawn().await;
+    let c = &app.env.clients;
+    let broken = Clients {
+        cache: IdempotencyStore::new("redis://127.0.0.1:9", "test:broken", c.cache.ttl()).unwrap(),
+        ..c.clone()
+    };
+    let router = app.router_with(broken);
+    let body = transfer("redis-down-1", "alice", "bob", "7.00").to_string();
+    let res = send(
+        &router,
+        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body),
+    )
+    .await;
+    assert_eq!(
+        res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")["component"],
+        "redis"
+    );
+    assert_eq!(app.queue_depth().await, 0);
+}
