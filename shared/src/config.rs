@@ -6,11 +6,20 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::money;
+use crate::store::tls::SslMode;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `DATABASE_URL`, e.g. `postgres://postgres@127.0.0.1:5432/ledger`.
+    /// `DATABASE_URL`, e.g. `postgres://postgres@127.0.0.1:5432/ledger`. In AWS leave it unset and
+    /// give `DATABASE_SECRET_ARN` instead.
     pub database_url: String,
+    /// `DATABASE_SECRET_ARN` (+ `DATABASE_HOST`, `DATABASE_PORT`, `DATABASE_NAME`): credentials from
+    /// Secrets Manager, resolved once per container by `Clients::build`.
+    pub database_secret: Option<DatabaseSecret>,
+    /// `DATABASE_SSLMODE`: `disable` (default), `require` or `verify-full`.
+    pub database_sslmode: SslMode,
+    /// `DATABASE_CA_PEM`: extra CA certificates (PEM) trusted for `verify-full`, e.g. the RDS bundle.
+    pub database_ca_pem: Option<String>,
     /// `DATABASE_POOL_SIZE` (default 2: a Lambda container serves one event at a time).
     pub database_pool_size: usize,
     /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379`.
@@ -29,6 +38,17 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `API_TOKENS`: `client_id:sha256hex[,client_id:sha256hex...]`, SHA-256 of each bearer token.
     pub api_tokens: String,
+}
+
+/// Where to find the database when its credentials live in Secrets Manager. The secret is JSON with
+/// `username` and `password` (an RDS-managed secret); `host`, `port` and `dbname` in the secret
+/// win over the variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseSecret {
+    pub arn: String,
+    pub host: Option<String>,
+    pub port: u16,
+    pub dbname: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +86,39 @@ impl Config {
                     ))
                 })?,
         };
+        let database_secret = get("DATABASE_SECRET_ARN")
+            .filter(|v| !v.is_empty())
+            .map(|arn| -> Result<DatabaseSecret, ConfigError> {
+                Ok(DatabaseSecret {
+                    arn,
+                    host: get("DATABASE_HOST").filter(|v| !v.is_empty()),
+                    port: number("DATABASE_PORT", 5432)?
+                        .try_into()
+                        .map_err(|_| ConfigError("DATABASE_PORT must be a port number".into()))?,
+                    dbname: get("DATABASE_NAME")
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or_else(|| "ledger".into()),
+                })
+            })
+            .transpose()?;
+        let database_url = match (
+            &database_secret,
+            get("DATABASE_URL").filter(|v| !v.is_empty()),
+        ) {
+            (_, Some(url)) => url,
+            (Some(_), None) => String::new(),
+            (None, None) => {
+                return Err(ConfigError(
+                    "DATABASE_URL (or DATABASE_SECRET_ARN) is required".into(),
+                ));
+            }
+        };
         Ok(Self {
-            database_url: required("DATABASE_URL")?,
+            database_url,
+            database_secret,
+            database_sslmode: SslMode::parse(&get("DATABASE_SSLMODE").unwrap_or_default())
+                .map_err(ConfigError)?,
+            database_ca_pem: get("DATABASE_CA_PEM").filter(|v| !v.is_empty()),
             database_pool_size: number("DATABASE_POOL_SIZE", 2)?.max(1) as usize,
             redis_url: required("REDIS_URL")?,
             redis_key_prefix: get("REDIS_KEY_PREFIX")
@@ -112,6 +163,28 @@ mod tests {
     }
 
     #[test]
+    fn database_credentials_may_come_from_a_secret() {
+        let c = load(&[
+            (
+                "DATABASE_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:db",
+            ),
+            ("DATABASE_HOST", "db.internal"),
+            ("DATABASE_SSLMODE", "verify-full"),
+            ("REDIS_URL", "rediss://x"),
+            ("SQS_QUEUE_URL", "http://q"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url, "");
+        let secret = c.database_secret.unwrap();
+        assert_eq!(
+            (secret.host.as_deref(), secret.port, secret.dbname.as_str()),
+            (Some("db.internal"), 5432, "ledger")
+        );
+        assert_eq!(c.database_sslmode, SslMode::VerifyFull);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let err = load(&BASE[1..]).unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
@@ -122,6 +195,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("MAX_TRANSFER_AMOUNT")
+        );
+        let mut bad = BASE.to_vec();
+        bad.push(("DATABASE_SSLMODE", "prefer"));
+        assert!(
+            load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("DATABASE_SSLMODE")
         );
         let mut bad = BASE.to_vec();
         bad.push(("IDEMPOTENCY_TTL_SECONDS", "soon"));

@@ -99,6 +99,9 @@ impl TestEnv {
         .expect("an SQS server must be listening at AWS_ENDPOINT_URL_SQS (make services)");
         let config = Config {
             database_url: with_database(&admin, &database_name),
+            database_secret: None,
+            database_sslmode: crate::store::tls::SslMode::Disable,
+            database_ca_pem: None,
             database_pool_size: opts.pool_size,
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_key_prefix: format!("test:{id}"),

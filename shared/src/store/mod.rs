@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod invariants;
 pub mod posting;
+pub mod tls;
 pub mod transactions;
 
 use std::str::FromStr;
@@ -29,17 +30,31 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// Builds a lazy pool without TLS (local services, tests).
+pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
+    pool_with_tls(database_url, max_size, tls::SslMode::Disable, None)
+}
+
 /// Builds a lazy pool: no connection is opened until the first query. `Verified` recycling checks a
 /// connection before reuse, which survives a Lambda container that was frozen for a while.
-pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    let pg = tokio_postgres::Config::from_str(database_url).context("parsing DATABASE_URL")?;
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        },
-    );
+pub fn pool_with_tls(
+    database_url: &str,
+    max_size: usize,
+    ssl: tls::SslMode,
+    extra_ca_pem: Option<&str>,
+) -> anyhow::Result<Pool> {
+    let mut pg =
+        tokio_postgres::Config::from_str(database_url).context("parsing the database URL")?;
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Verified,
+    };
+    let manager = match tls::connector(ssl, extra_ca_pem)? {
+        None => Manager::from_config(pg, NoTls, recycling),
+        Some(tls) => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Manager::from_config(pg, tls, recycling)
+        }
+    };
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
@@ -50,18 +65,27 @@ pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
 }
 
 /// Applies pending migrations, holding an advisory lock so concurrent runners (several containers,
-/// parallel tests) take turns. Idempotent.
-pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+/// parallel tests) take turns. Idempotent. Returns the migrations applied now (`V1__ledger`, ...).
+pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
     const LOCK: i64 = 0x6c65_6467_6572; // "ledger"
     let mut conn = pool.get().await.context("connecting to run migrations")?;
     conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK])
         .await?;
     let client: &mut tokio_postgres::Client = &mut conn;
-    let result = embedded::migrations::runner().run_async(client).await;
+    // A rolled-back deploy runs older code against a newer schema: do not abort on migrations it
+    // does not know (migrations are written to be backward compatible).
+    let result = embedded::migrations::runner()
+        .set_abort_missing(false)
+        .run_async(client)
+        .await;
     conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
         .await?;
-    result.context("running migrations")?;
-    Ok(())
+    let report = result.context("running migrations")?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| format!("V{}__{}", m.version(), m.name()))
+        .collect())
 }
 
 /// Cheap liveness probe for `/ready`.
