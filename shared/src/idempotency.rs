@@ -146,6 +146,7 @@ impl IdempotencyStore {
     }
 
     /// Atomically reserves `key` for this request, or reports what already holds it.
+    #[tracing::instrument(name = "redis.reserve", level = "debug", skip_all)]
     pub async fn reserve(
         &self,
         client_id: &str,
@@ -186,6 +187,7 @@ impl IdempotencyStore {
     }
 
     /// Records the accepted response under the reservation, for the full TTL.
+    #[tracing::instrument(name = "redis.confirm", level = "debug", skip_all)]
     pub async fn confirm(
         &self,
         token: ReservationToken,

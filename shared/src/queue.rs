@@ -73,6 +73,7 @@ impl Queue {
 
     /// Sends a transfer with its FIFO group (source account) and deduplication id (client + key).
     /// Returns the SQS message id.
+    #[tracing::instrument(name = "sqs.send", level = "debug", skip_all)]
     pub async fn send_transfer(&self, msg: &TransferMessage) -> Result<String, QueueError> {
         let body = serde_json::to_string(msg).expect("a message always serializes");
         let out = self
