@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
-use shared::idempotency::{Accepted, Reservation};
+use shared::idempotency::Accepted;
+use shared::intake::{self, Intake, IntakeError};
 use shared::money::{Currency, format_amount};
 use shared::store::{accounts as account_store, transactions as tx_store};
-use shared::transfers::{IdempotencyKey, TransferInput, TransferMessage};
+use shared::transfers::{IdempotencyKey, TransferInput};
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody};
@@ -109,63 +109,31 @@ pub async fn submit(
         .validate(account_currency, state.config.max_transfer_amount)
         .map_err(|e| Problem::from(e.under("transaction")))?;
 
-    let message = TransferMessage::new(&client, &key, transfer);
-    let reservation = state
-        .cache
-        .reserve(&client, key.as_str(), &message.request_hash)
-        .await
-        .map_err(|e| Problem::unavailable("redis", &e))?;
-    let token = match reservation {
-        Reservation::Reserved(token) => token,
-        Reservation::Replay(accepted) => {
-            tracing::info!(idempotency_key = key.as_str(), "replayed accepted transfer");
-            return Ok(accepted_response(&accepted, true));
-        }
-        Reservation::InProgress => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "a request with this idempotency key is still being accepted; retry shortly",
-            )
-            .field("idempotencyKey")
-            .retry_after(1));
-        }
-        Reservation::KeyReused => {
-            return Err(Problem::unprocessable(
-                "idempotency_key_reused",
-                "idempotencyKey",
-                "this idempotency key was already used for a different request",
-            ));
-        }
-    };
-
-    let message_id = match state.queue.send_transfer(&message).await {
-        Ok(id) => id,
-        Err(e) => {
-            if let Err(release) = state.cache.release(token).await {
-                tracing::warn!(error = %release, "could not release reservation after a failed send");
-            }
-            return Err(Problem::unavailable("sqs", &e));
-        }
-    };
-    let accepted = Accepted {
-        idempotency_key: key.as_str().to_string(),
-        transaction_id: message.transaction_id,
-        message_id,
-        accepted_at: message.accepted_at,
-        expires_at: Utc::now() + state.cache.ttl(),
-    };
-    if let Err(e) = state.cache.confirm(token, &accepted).await {
-        // The message is queued and will post once; only a replay's messageId is at risk.
-        tracing::warn!(error = %e, "could not record the accepted response");
+    match intake::accept(&state, &client, &key, transfer).await {
+        Ok(Intake::Accepted(accepted)) => Ok(accepted_response(&accepted, false)),
+        Ok(Intake::Replayed(accepted)) => Ok(accepted_response(&accepted, true)),
+        Err(e) => Err(intake_problem(e)),
     }
-    tracing::info!(
-        idempotency_key = key.as_str(),
-        message_id = %accepted.message_id,
-        transaction_id = %accepted.transaction_id,
-        "transfer accepted"
-    );
-    Ok(accepted_response(&accepted, false))
+}
+
+/// The problem for an intake failure (shared with the reconciliation's adjusting transfers).
+pub fn intake_problem(e: IntakeError) -> Problem {
+    match e {
+        IntakeError::InProgress => Problem::new(
+            StatusCode::CONFLICT,
+            "request_in_progress",
+            "a request with this idempotency key is still being accepted; retry shortly",
+        )
+        .field("idempotencyKey")
+        .retry_after(1),
+        IntakeError::KeyReused => Problem::unprocessable(
+            "idempotency_key_reused",
+            "idempotencyKey",
+            "this idempotency key was already used for a different request",
+        ),
+        IntakeError::Cache(e) => Problem::unavailable("redis", &e),
+        IntakeError::Queue(e) => Problem::unavailable("sqs", &e),
+    }
 }
 
 fn record_json(r: &tx_store::TransactionRecord) -> Value {
