@@ -50,15 +50,20 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ServiceTime {
 
 pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
     let _ = tracing_subscriber::registry()
-        .with(ServiceTime.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.name().starts_with("redis.") || m.name().starts_with("sqs.")
-        })))
+        .with(
+            ServiceTime.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.name().starts_with("redis.") || m.name().starts_with("sqs.")
+            })),
+        )
         .try_init();
     let n = ((300.0 * scale) as usize).max(20);
-    eprintln!("bench intake: {n} sequential requests (moto slows down as its queue grows, so n stays small)");
+    eprintln!(
+        "bench intake: {n} sequential requests (moto slows down as its queue grows, so n stays small)"
+    );
     let env = TestEnv::new().await;
     let router = api::router(env.clients.clone());
-    let (mut total, mut redis, mut sqs, mut ours) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut total, mut redis, mut sqs, mut ours) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let warmup = 5;
     for i in 0..n + warmup {
         let body = serde_json::json!({

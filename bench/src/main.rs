@@ -4,13 +4,17 @@
 //!   bench posting   processor throughput: uniform (1, 2, 4 invocations), hot accounts, naive baseline
 //!   bench intake    API intake latency (Redis reservation + SQS send), each round trip measured
 //!   bench startup   release binary sizes and time from process start to ready-for-first-event
+//!   bench reconcile 1,000,000 statement lines against 1,000,000 transfers, end to end, vs naive
 //!   bench all       all of the above (default)
+//!
+//! `--scale X` multiplies every scenario's size (e.g. 0.1 for a quick look).
 //!
 //! Needs the local services (`make services`); creates its own database `ledger_bench`.
 
 mod intake;
 mod naive;
 mod posting;
+mod reconcile;
 mod report;
 mod startup;
 
@@ -49,8 +53,16 @@ async fn main() -> anyhow::Result<()> {
     if matches!(command.as_str(), "all" | "startup") {
         startup::run(&mut report).await?;
     }
-    if !matches!(command.as_str(), "all" | "posting" | "intake" | "startup") {
-        anyhow::bail!("unknown command {command:?}: use posting, intake, startup or all");
+    if matches!(command.as_str(), "all" | "reconcile") {
+        reconcile::run(&mut report, scale).await?;
+    }
+    if !matches!(
+        command.as_str(),
+        "all" | "posting" | "intake" | "startup" | "reconcile"
+    ) {
+        anyhow::bail!(
+            "unknown command {command:?}: use posting, intake, startup, reconcile or all"
+        );
     }
     report.print();
     if let Some(path) = json {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use shared::accounts::OverdraftLimit;
 use shared::ledger::{self, Decision, LockedAccount};
-use shared::transfers::TransferMessage;
 use shared::store;
+use shared::transfers::TransferMessage;
 
 /// One pooled connection; statements are prepared once per connection and reused, as any decent
 /// driver setup would.
@@ -15,9 +15,15 @@ pub async fn connect(url: &str) -> anyhow::Result<deadpool_postgres::Object> {
     Ok(pool.get().await?)
 }
 
-pub async fn post(client: &mut deadpool_postgres::Object, m: &TransferMessage) -> anyhow::Result<()> {
+pub async fn post(
+    client: &mut deadpool_postgres::Object,
+    m: &TransferMessage,
+) -> anyhow::Result<()> {
     let t = &m.transfer;
-    let mut ids = vec![t.source_account_id.as_str(), t.destination_account_id.as_str()];
+    let mut ids = vec![
+        t.source_account_id.as_str(),
+        t.destination_account_id.as_str(),
+    ];
     ids.sort_unstable();
     let tx = client.transaction().await?;
     let find = tx
@@ -50,15 +56,16 @@ pub async fn post(client: &mut deadpool_postgres::Object, m: &TransferMessage) -
              WHERE account_id = $1",
         )
         .await?;
-    let existing = tx.query_opt(&find, &[&m.client_id, &m.idempotency_key]).await?;
+    let existing = tx
+        .query_opt(&find, &[&m.client_id, &m.idempotency_key])
+        .await?;
     if existing.is_some() {
         tx.commit().await?;
         return Ok(());
     }
     let mut accounts = HashMap::new();
     for id in ids {
-        if let Some(r) = tx.query_opt(&lock, &[&id]).await?
-        {
+        if let Some(r) = tx.query_opt(&lock, &[&id]).await? {
             accounts.insert(
                 id.to_string(),
                 LockedAccount {
@@ -97,19 +104,29 @@ pub async fn post(client: &mut deadpool_postgres::Object, m: &TransferMessage) -
     .await?;
     if let Decision::Post(p) = decision {
         for (account, amount, after) in [
-            (t.source_account_id.as_str(), -t.amount, p.source_balance_after),
-            (t.destination_account_id.as_str(), t.amount, p.destination_balance_after),
+            (
+                t.source_account_id.as_str(),
+                -t.amount,
+                p.source_balance_after,
+            ),
+            (
+                t.destination_account_id.as_str(),
+                t.amount,
+                p.destination_balance_after,
+            ),
         ] {
             tx.execute(
                 &insert_entry,
-                &[&m.transaction_id, &account, &amount, &t.currency.code(), &after],
+                &[
+                    &m.transaction_id,
+                    &account,
+                    &amount,
+                    &t.currency.code(),
+                    &after,
+                ],
             )
             .await?;
-            tx.execute(
-                &update_balance,
-                &[&account, &after],
-            )
-            .await?;
+            tx.execute(&update_balance, &[&account, &after]).await?;
         }
     }
     tx.commit().await?;

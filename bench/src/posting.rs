@@ -87,7 +87,8 @@ pub fn transfers(shape: Shape, n: usize, seed: u64) -> Vec<TransferMessage> {
             let cents: i64 = rng.random_range(1..10_000);
             let transfer = Transfer {
                 source_account_id: shared::accounts::AccountId::parse(&src, "s").expect("valid id"),
-                destination_account_id: shared::accounts::AccountId::parse(&dst, "d").expect("valid id"),
+                destination_account_id: shared::accounts::AccountId::parse(&dst, "d")
+                    .expect("valid id"),
                 amount: Decimal::new(cents, 2),
                 currency: shared::money::Currency::parse("USD").expect("USD"),
                 reference: Some(format!("bench-{seed}-{i}")),
@@ -110,12 +111,18 @@ pub fn sqs_event(batch: &[TransferMessage], first_seq: usize) -> SqsEvent {
                 .message_id(uuid::Uuid::now_v7().to_string())
                 .receipt_handle(format!("bench-rh-{}", first_seq + i))
                 .body(serde_json::to_string(m).expect("serializable"))
-                .attributes(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId, m.group_id())
+                .attributes(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                    m.group_id(),
+                )
                 .attributes(
                     aws_sdk_sqs::types::MessageSystemAttributeName::MessageDeduplicationId,
                     m.deduplication_id(),
                 )
-                .attributes(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount, "1")
+                .attributes(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                    "1",
+                )
                 .attributes(
                     aws_sdk_sqs::types::MessageSystemAttributeName::SequenceNumber,
                     (18_000_000_000_000_000_000u128 + (first_seq + i) as u128).to_string(),
@@ -123,7 +130,10 @@ pub fn sqs_event(batch: &[TransferMessage], first_seq: usize) -> SqsEvent {
                 .build()
         })
         .collect();
-    devstack::poller::to_sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:bench-transfers.fifo")
+    devstack::poller::to_sqs_event(
+        messages,
+        "arn:aws:sqs:us-east-1:123456789012:bench-transfers.fifo",
+    )
 }
 
 /// A fresh, migrated `ledger_bench` database with 10,000 accounts plus `funding` and `merchant`.
@@ -131,7 +141,9 @@ pub async fn fresh_database() -> anyhow::Result<String> {
     let admin = testkit::admin_database_url();
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
     let task = tokio::spawn(conn);
-    client.batch_execute("DROP DATABASE IF EXISTS ledger_bench WITH (FORCE)").await?;
+    client
+        .batch_execute("DROP DATABASE IF EXISTS ledger_bench WITH (FORCE)")
+        .await?;
     client.batch_execute("CREATE DATABASE ledger_bench").await?;
     drop(client);
     let _ = task.await;
@@ -158,7 +170,9 @@ pub async fn worker_clients(database_url: &str) -> anyhow::Result<Clients> {
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(database_url.to_string()),
         "DATABASE_POOL_SIZE" => Some("1".into()),
-        "REDIS_URL" => Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+        "REDIS_URL" => {
+            Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+        }
         "REDIS_KEY_PREFIX" => Some("bench".into()),
         "SQS_QUEUE_URL" => Some("http://127.0.0.1:4566/123456789012/unused.fifo".into()),
         _ => None,
@@ -168,9 +182,18 @@ pub async fn worker_clients(database_url: &str) -> anyhow::Result<Clients> {
 }
 
 /// Runs one scenario on a fresh database and checks the ledger invariants afterwards.
-pub async fn scenario(shape: Shape, engine: Engine, concurrency: usize, n: usize, seed: u64) -> anyhow::Result<Outcome> {
+pub async fn scenario(
+    shape: Shape,
+    engine: Engine,
+    concurrency: usize,
+    n: usize,
+    seed: u64,
+) -> anyhow::Result<Outcome> {
     let url = fresh_database().await?;
-    let batches: VecDeque<Vec<TransferMessage>> = transfers(shape, n, seed).chunks(BATCH).map(<[_]>::to_vec).collect();
+    let batches: VecDeque<Vec<TransferMessage>> = transfers(shape, n, seed)
+        .chunks(BATCH)
+        .map(<[_]>::to_vec)
+        .collect();
     let queue = Arc::new(Mutex::new(batches));
     let mut workers = Vec::new();
     for w in 0..concurrency {
@@ -201,7 +224,8 @@ pub async fn scenario(shape: Shape, engine: Engine, concurrency: usize, n: usize
                         }
                     }
                     None => {
-                        let response = processor::handle_batch(&clients, sqs_event(&batch, seq)).await;
+                        let response =
+                            processor::handle_batch(&clients, sqs_event(&batch, seq)).await;
                         anyhow::ensure!(
                             response.batch_item_failures.is_empty(),
                             "batch reported {} failures",
@@ -216,7 +240,7 @@ pub async fn scenario(shape: Shape, engine: Engine, concurrency: usize, n: usize
         });
     }
     let started = Instant::now();
-    let results = futures_join_all(workers).await;
+    let results = join_spawned(workers).await;
     let elapsed = started.elapsed();
     let mut batch_ms = Vec::new();
     for r in results {
@@ -227,7 +251,10 @@ pub async fn scenario(shape: Shape, engine: Engine, concurrency: usize, n: usize
     let completed: i64 = pool
         .get()
         .await?
-        .query_one("SELECT count(*) FROM transactions WHERE status = 'COMPLETED'", &[])
+        .query_one(
+            "SELECT count(*) FROM transactions WHERE status = 'COMPLETED'",
+            &[],
+        )
         .await?
         .get(0);
     Ok(Outcome {
@@ -239,9 +266,9 @@ pub async fn scenario(shape: Shape, engine: Engine, concurrency: usize, n: usize
     })
 }
 
-async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output>
+async fn join_spawned<F>(futures: Vec<F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
@@ -266,7 +293,11 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
     ];
     let mut rows = Vec::new();
     for (i, (shape, engine, concurrency, count)) in plan.into_iter().enumerate() {
-        eprintln!("bench posting: {} / {:?} / {concurrency} concurrent / {count} transfers", shape.label(), engine);
+        eprintln!(
+            "bench posting: {} / {:?} / {concurrency} concurrent / {count} transfers",
+            shape.label(),
+            engine
+        );
         let o = scenario(shape, engine, concurrency, count, 1000 + i as u64).await?;
         rows.push((shape, engine, concurrency, o));
     }
@@ -298,10 +329,16 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
             format!("{:.2}", quantile(&o.batch_ms, 0.5)),
             format!("{:.2}", quantile(&o.batch_ms, 0.99)),
             o.completed.to_string(),
-            if o.invariants_hold { "hold".into() } else { "BROKEN".into() },
+            if o.invariants_hold {
+                "hold".into()
+            } else {
+                "BROKEN".into()
+            },
         ]);
     }
     section.note("naive = the same transfers, one database transaction per message with row-by-row statements (its 'batch' latency is 10 messages in a row)");
-    section.note("each invocation has its own connection; the database is recreated for every scenario");
+    section.note(
+        "each invocation has its own connection; the database is recreated for every scenario",
+    );
     Ok(())
 }

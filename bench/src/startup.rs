@@ -16,7 +16,8 @@ use crate::report::{Report, quantile, sorted};
 pub const FUNCTIONS: [&str; 4] = ["api", "processor", "reconciler", "migrator"];
 
 fn release_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
     PathBuf::from(target).join("release")
 }
 
@@ -59,14 +60,21 @@ async fn time_to_ready(binary: &PathBuf, name: &str) -> anyhow::Result<Duration>
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("SQS_QUEUE_URL", "http://127.0.0.1:4566/123456789012/payment-ledger-transfers.fifo")
+        .env(
+            "SQS_QUEUE_URL",
+            "http://127.0.0.1:4566/123456789012/payment-ledger-transfers.fifo",
+        )
         .env("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:4566")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
     tokio::time::timeout(Duration::from_secs(10), notify.notified()).await?;
-    let ready = first.lock().expect("lock").expect("notified after recording") - started;
+    let ready = first
+        .lock()
+        .expect("lock")
+        .expect("notified after recording")
+        - started;
     child.kill().await?;
     Ok(ready)
 }
@@ -77,7 +85,12 @@ pub async fn run(report: &mut Report) -> anyhow::Result<()> {
     for name in FUNCTIONS {
         let binary = dir.join(name);
         let size = std::fs::metadata(&binary)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; build with `cargo build --release --bins` first (make bench does)", binary.display()))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}; build with `cargo build --release --bins` first (make bench does)",
+                    binary.display()
+                )
+            })?
             .len();
         let mut samples = Vec::new();
         for _ in 0..15 {

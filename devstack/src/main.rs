@@ -30,6 +30,32 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
     }
 
+    // The EventBridge schedule's stand-in: the reconciler's own handler on an interval.
+    let every: u64 = std::env::var("RECONCILE_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    if every > 0 {
+        let clients = clients.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                }
+                let event = serde_json::json!({
+                    "version": "0", "detail-type": "Scheduled Event", "source": "devstack",
+                    "time": chrono::Utc::now().to_rfc3339(), "detail": {}
+                });
+                match reconciler::handle(&clients, event).await {
+                    Ok(summary) => tracing::info!(%summary, "scheduled reconciliation done"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled reconciliation failed"),
+                }
+            }
+        }));
+    }
+
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let addr: SocketAddr = format!("{bind}:{port}").parse().context("BIND/PORT")?;
@@ -37,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     println!(
-        "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor)\n\
+        "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor; reconciler every {every} s, RECONCILE_INTERVAL_SECS)\n\
          devstack: local demo client {DEMO_CLIENT:?}, token {DEMO_TOKEN:?} (local only; nothing deployed accepts it)\n\
          devstack: try  curl -s http://{addr}/api/v1/ready\n"
     );

@@ -38,6 +38,37 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `API_TOKENS`: `client_id:sha256hex[,client_id:sha256hex...]`, SHA-256 of each bearer token.
     pub api_tokens: String,
+    /// Reconciliation settings (`RECONCILE_*`, `SUSPENSE_ACCOUNT_ID`, `MAX_STATEMENT_BYTES`).
+    pub reconcile: ReconcileConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// `RECONCILE_DATE_DRIFT_DAYS` (default 2): how far apart a statement line and its posting may
+    /// be booked and still match on amount and date.
+    pub date_drift_days: u32,
+    /// `RECONCILE_GRACE_DAYS` (default 3): how long a posting may be missing from the statement
+    /// before it is `MISSING_IN_STATEMENT`.
+    pub grace_days: u32,
+    /// `RECONCILE_WINDOW_DAYS` (default 1): the scheduled run reconciles this many days up to
+    /// yesterday, plus the grace period (so a missing posting is reported the day its grace ends).
+    pub window_days: u32,
+    /// `SUSPENSE_ACCOUNT_ID` (default `suspense`): the account adjusting transfers go against.
+    pub suspense_account_id: String,
+    /// `MAX_STATEMENT_BYTES` (default 5 MiB): the largest statement `POST /statements` accepts.
+    pub max_statement_bytes: usize,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            date_drift_days: 2,
+            grace_days: 3,
+            window_days: 1,
+            suspense_account_id: "suspense".into(),
+            max_statement_bytes: 5 * 1024 * 1024,
+        }
+    }
 }
 
 /// Where to find the database when its credentials live in Secrets Manager. The secret is JSON with
@@ -130,6 +161,15 @@ impl Config {
             max_transfer_amount,
             max_body_bytes: number("MAX_BODY_BYTES", 65_536)? as usize,
             api_tokens: get("API_TOKENS").unwrap_or_default(),
+            reconcile: ReconcileConfig {
+                date_drift_days: number("RECONCILE_DATE_DRIFT_DAYS", 2)?.min(366) as u32,
+                grace_days: number("RECONCILE_GRACE_DAYS", 3)?.min(366) as u32,
+                window_days: number("RECONCILE_WINDOW_DAYS", 1)?.clamp(1, 366) as u32,
+                suspense_account_id: get("SUSPENSE_ACCOUNT_ID")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "suspense".into()),
+                max_statement_bytes: number("MAX_STATEMENT_BYTES", 5 * 1024 * 1024)? as usize,
+            },
         })
     }
 }

@@ -111,6 +111,7 @@ impl TestEnv {
             max_transfer_amount: rust_decimal::Decimal::from(1_000_000_000u64),
             max_body_bytes: 16 * 1024,
             api_tokens: String::new(),
+            reconcile: Default::default(),
         };
         let auth = Authenticator::default()
             .with_client(DEMO_CLIENT, DEMO_TOKEN)

@@ -4,3 +4,6 @@
 mod events;
 mod flows;
 mod helpers;
+mod reconciliation;
+mod reconciliation_api;
+mod scheduled;

@@ -5,6 +5,7 @@ mod accounts;
 pub mod extract;
 mod operations;
 pub mod problem;
+mod reconciliation;
 mod transactions;
 
 use axum::Router;
@@ -23,6 +24,7 @@ pub type AppState = Clients;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let max_statement = state.config.reconcile.max_statement_bytes;
     let authenticated = Router::new()
         .route("/accounts", post(accounts::create))
         .route("/accounts/{id}", get(accounts::get))
@@ -30,6 +32,16 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}/ledger", get(accounts::ledger))
         .route("/transactions", post(transactions::submit))
         .route("/transactions/status/{key}", get(transactions::status))
+        .route(
+            "/statements",
+            post(reconciliation::import_statement).layer(DefaultBodyLimit::max(max_statement)),
+        )
+        .route("/accounts/{id}/reconcile", post(reconciliation::reconcile))
+        .route("/reconciliations/{id}", get(reconciliation::get_run))
+        .route("/discrepancies", get(reconciliation::list_discrepancies))
+        .route("/discrepancies/resolve", post(reconciliation::resolve_many))
+        .route("/discrepancies/{id}", get(reconciliation::get_discrepancy))
+        .route("/discrepancies/{id}/resolve", post(reconciliation::resolve))
         .route("/queue/stats", get(operations::queue_stats))
         .route("/cache/stats", get(operations::cache_stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -74,3 +74,46 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
         overdrawn_accounts: overdrawn.iter().map(|r| r.get(0)).collect(),
     })
 }
+
+/// The internal checks restricted to one account: its balance against its entries, and the
+/// transactions that touch it.
+pub async fn check_account(pool: &PgPool, account_id: &str) -> Result<InvariantReport, StoreError> {
+    let conn = pool.get().await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&account_id];
+    let (unbalanced, missing, drift) = tokio::try_join!(
+        conn.query(
+            "SELECT e.transaction_id FROM ledger_entries e
+             WHERE e.transaction_id IN (SELECT transaction_id FROM ledger_entries WHERE account_id = $1)
+             GROUP BY e.transaction_id
+             HAVING sum(e.amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE e.amount < 0) <> 1
+             ORDER BY 1",
+            &params,
+        ),
+        conn.query(
+            "SELECT t.id FROM transactions t
+             WHERE (t.source_account_id = $1 OR t.destination_account_id = $1)
+               AND (t.status = 'COMPLETED') <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
+             ORDER BY t.id",
+            &params,
+        ),
+        conn.query(
+            "SELECT b.account_id, b.balance, coalesce(s.total, 0), coalesce(l.balance_after, 0)
+             FROM account_balances b
+             LEFT JOIN LATERAL (SELECT sum(amount) AS total FROM ledger_entries WHERE account_id = b.account_id) s ON true
+             LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entries e WHERE e.account_id = b.account_id
+                                ORDER BY e.posted_at DESC, e.id DESC LIMIT 1) l ON true
+             WHERE b.account_id = $1
+               AND (b.balance <> coalesce(s.total, 0) OR b.balance <> coalesce(l.balance_after, 0))",
+            &params,
+        ),
+    )?;
+    Ok(InvariantReport {
+        unbalanced_transactions: unbalanced.iter().map(|r| r.get(0)).collect(),
+        missing_ledger_entries: missing.iter().map(|r| r.get(0)).collect(),
+        balance_drift: drift
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
+        ..Default::default()
+    })
+}

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod invariants;
 pub mod posting;
+pub mod reconciliation;
 pub mod tls;
 pub mod transactions;
 

@@ -1,0 +1,572 @@
+//! The reconciliation routes through the Router: statement import in every format, running a
+//! reconciliation, reports in JSON and CSV, and the discrepancy workflow with its actions.
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
+use tower::ServiceExt;
+
+use crate::helpers::Stack;
+use crate::reconciliation::{day, open, today};
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/tests/fixtures/statements/"
+);
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+    text: String,
+}
+
+async fn send(
+    s: &Stack,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+    token: &str,
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let res = s
+        .router
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    Reply {
+        status,
+        content_type,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+async fn upload(s: &Stack, query: &str, content_type: &str, file: &str) -> Reply {
+    let bytes = std::fs::read(format!("{FIXTURES}{file}")).unwrap();
+    send(
+        s,
+        "POST",
+        &format!("/api/v1/statements?{query}"),
+        Some(content_type),
+        bytes,
+        DEMO_TOKEN,
+    )
+    .await
+}
+
+async fn post_json(s: &Stack, uri: &str, body: Value) -> Reply {
+    send(
+        s,
+        "POST",
+        uri,
+        Some("application/json"),
+        body.to_string().into_bytes(),
+        DEMO_TOKEN,
+    )
+    .await
+}
+
+async fn get(s: &Stack, uri: &str) -> Reply {
+    send(s, "GET", uri, None, Vec::new(), DEMO_TOKEN).await
+}
+
+#[track_caller]
+fn problem(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.body["code"], code, "{}", r.text);
+}
+
+#[tokio::test]
+async fn statements_import_in_every_format_and_reimport_changes_nothing() {
+    let s = Stack::start().await;
+    s.call(
+        "POST",
+        "/api/v1/accounts",
+        Some(json!({"id": "bank-eur", "currency": "EUR"})),
+    )
+    .await;
+
+    // camt.053, real-shaped: every booked entry is a line, signed by CdtDbtInd.
+    let camt = upload(
+        &s,
+        "accountId=bank-eur",
+        "application/xml",
+        "camt053_sample.xml",
+    )
+    .await;
+    assert_eq!(camt.status, StatusCode::CREATED, "{}", camt.text);
+    assert_eq!(camt.body["format"], "camt053");
+    let imported = camt.body["imported"].as_u64().unwrap();
+    assert!(imported >= 6, "{}", camt.text);
+    assert_eq!(camt.body["rejected"], 0);
+    let again = upload(
+        &s,
+        "accountId=bank-eur",
+        "application/xml",
+        "camt053_sample.xml",
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        (
+            again.body["imported"].as_u64(),
+            again.body["duplicates"].as_u64()
+        ),
+        (Some(0), Some(imported))
+    );
+    assert!(
+        again.body["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["status"] == "duplicate")
+    );
+
+    // A bank export in its own layout, through a column mapping. One row has 31/02: without best
+    // effort nothing is imported; with it, the other rows are.
+    let query = "accountId=bank-eur&delimiter=%3B&dateFormat=%25d%2F%25m%2F%25Y&mapping=externalId%3DTransaction%20ID%2CbookedDate%3DValue%20Date%2Camount%3DAmount%2Ccurrency%3DCurrency%2Creference%3DMemo";
+    let refused = upload(&s, query, "text/csv", "bank_export_semicolon.csv").await;
+    problem(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "statement_rejected",
+    );
+    let bad: Vec<&Value> = refused.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["status"] == "rejected")
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(
+        (bad[0]["line"].as_u64(), bad[0]["code"].as_str()),
+        (Some(6), Some("invalid_date"))
+    );
+    let best = upload(
+        &s,
+        &format!("{query}&bestEffort=true"),
+        "text/csv",
+        "bank_export_semicolon.csv",
+    )
+    .await;
+    assert_eq!(best.status, StatusCode::CREATED, "{}", best.text);
+    assert_eq!(
+        (
+            best.body["imported"].as_u64(),
+            best.body["rejected"].as_u64()
+        ),
+        (Some(5), Some(1))
+    );
+
+    // JSON lines in the JSON envelope: a float artefact is refused, not rounded.
+    let json_lines = post_json(&s, "/api/v1/statements", json!({"accountId": "bank-eur", "lines": [
+        {"id": "j1", "bookedDate": "2026-01-05", "amount": "12.50", "currency": "EUR"},
+        {"id": "j2", "bookedDate": "2026-01-05", "amount": 0.30000000000000004, "currency": "EUR"},
+    ]}))
+    .await;
+    problem(
+        &json_lines,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "statement_rejected",
+    );
+    assert_eq!(json_lines.body["lines"][1]["code"], "amount_scale_exceeded");
+    // And CSV text inside the envelope, with debit/credit columns.
+    let csv = std::fs::read_to_string(format!("{FIXTURES}debit_credit.csv")).unwrap();
+    let enveloped = post_json(
+        &s,
+        "/api/v1/statements",
+        json!({"accountId": "bank-eur", "format": "csv", "content": csv, "bestEffort": true}),
+    )
+    .await;
+    assert!(enveloped.status.is_success(), "{}", enveloped.text);
+
+    // Files that cannot be read at all.
+    problem(
+        &upload(&s, "accountId=bank-eur", "application/xml", "broken.xml").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "malformed_statement",
+    );
+    problem(
+        &upload(&s, "accountId=bank-eur", "text/csv", "latin1.csv").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_encoding",
+    );
+    problem(
+        &upload(&s, "accountId=bank-eur", "text/csv", "missing_columns.csv").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "missing_columns",
+    );
+    let empty = send(
+        &s,
+        "POST",
+        "/api/v1/statements?accountId=bank-eur",
+        Some("text/csv"),
+        b"id,booked_date,amount,currency\n".to_vec(),
+        DEMO_TOKEN,
+    )
+    .await;
+    problem(&empty, StatusCode::UNPROCESSABLE_ENTITY, "empty_statement");
+    problem(
+        &upload(&s, "", "text/csv", "default_layout.csv").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+    problem(
+        &upload(
+            &s,
+            "accountId=bank-eur",
+            "application/pdf",
+            "default_layout.csv",
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    problem(
+        &upload(&s, "accountId=nobody", "text/csv", "default_layout.csv").await,
+        StatusCode::NOT_FOUND,
+        "account_not_found",
+    );
+    let bytes = std::fs::read(format!("{FIXTURES}camt053_sample.xml")).unwrap();
+    let foreign = send(
+        &s,
+        "POST",
+        "/api/v1/statements?accountId=bank-eur",
+        Some("application/xml"),
+        bytes,
+        OTHER_TOKEN,
+    )
+    .await;
+    problem(&foreign, StatusCode::NOT_FOUND, "account_not_found");
+    let unknown = post_json(
+        &s,
+        "/api/v1/statements",
+        json!({"accountId": "bank-eur", "lines": [], "colour": 1}),
+    )
+    .await;
+    problem(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "unknown_field");
+}
+
+#[tokio::test]
+async fn reconcile_report_and_the_discrepancy_workflow() {
+    let s = Stack::start().await;
+    open(&s, &["bank", "world", "suspense"]).await;
+    for (key, amount, reference) in [
+        ("a", "100.00", "INV-1"),
+        ("b", "50.00", "INV-2"),
+        ("c", "20.00", "INV-3"),
+    ] {
+        let body = json!({"transaction": {"source_account_id": "world", "destination_account_id": "bank",
+            "amount": amount, "currency": "USD", "reference": reference}, "idempotencyKey": key});
+        s.call("POST", "/api/v1/transactions", Some(body)).await;
+    }
+    s.drain().await;
+    let t = today();
+    let statement = format!(
+        "id,booked_date,amount,currency,reference\nb1,{t},100.00,USD,INV-1\nb2,{t},49.00,USD,INV-2\nb3,{t},7.50,USD,\nb4,{t},20.00,EUR,INV-3\n"
+    );
+    let imported = send(
+        &s,
+        "POST",
+        "/api/v1/statements?accountId=bank",
+        Some("text/csv"),
+        statement.into_bytes(),
+        DEMO_TOKEN,
+    )
+    .await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
+
+    // Window checks.
+    problem(
+        &post_json(
+            &s,
+            "/api/v1/accounts/bank/reconcile",
+            json!({"startDate": t, "endDate": day(-1)}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_window",
+    );
+    problem(
+        &post_json(
+            &s,
+            "/api/v1/accounts/bank/reconcile",
+            json!({"startDate": "01/02/2026", "endDate": t}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_date",
+    );
+    problem(
+        &post_json(
+            &s,
+            "/api/v1/accounts/nobody/reconcile",
+            json!({"startDate": t, "endDate": t}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "account_not_found",
+    );
+
+    let run = post_json(
+        &s,
+        "/api/v1/accounts/bank/reconcile",
+        json!({"startDate": t, "endDate": t}),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
+    let run_id = run.body["runId"].as_str().unwrap().to_string();
+    assert_eq!(run.body["counts"]["matchedLines"], 1);
+    assert_eq!(run.body["discrepancies"]["AMOUNT_MISMATCH"]["count"], 1);
+    assert_eq!(
+        run.body["discrepancies"]["MISSING_IN_LEDGER"]["totals"]["USD"],
+        "7.50"
+    );
+    assert_eq!(run.body["discrepancies"]["CURRENCY_MISMATCH"]["count"], 1);
+
+    // The report, as JSON and as CSV of every item.
+    let report = get(&s, &format!("/api/v1/reconciliations/{run_id}")).await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert_eq!(report.body["run"]["runId"], run_id.as_str());
+    assert_eq!(report.body["discrepancies"].as_array().unwrap().len(), 3);
+    let csv = get(&s, &format!("/api/v1/reconciliations/{run_id}?format=csv")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.content_type.starts_with("text/csv"));
+    let rows: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(rows.len(), 1 + 1 + 3, "{}", csv.text);
+    assert!(rows[0].starts_with("item,rule_or_kind,status"));
+    assert!(rows[1].starts_with("MATCH,REFERENCE,MATCHED"));
+    problem(
+        &get(&s, "/api/v1/reconciliations/not-a-uuid").await,
+        StatusCode::NOT_FOUND,
+        "reconciliation_not_found",
+    );
+    let foreign = send(
+        &s,
+        "GET",
+        &format!("/api/v1/reconciliations/{run_id}"),
+        None,
+        vec![],
+        OTHER_TOKEN,
+    )
+    .await;
+    problem(&foreign, StatusCode::NOT_FOUND, "reconciliation_not_found");
+
+    // Listing, filtering and paging.
+    let all = get(&s, "/api/v1/discrepancies?status=OPEN&accountId=bank").await;
+    assert_eq!(all.body["discrepancies"].as_array().unwrap().len(), 3);
+    let page = get(&s, "/api/v1/discrepancies?limit=2").await;
+    let cursor = page.body["nextCursor"].as_str().unwrap().to_string();
+    let rest = get(
+        &s,
+        &format!("/api/v1/discrepancies?limit=2&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(rest.body["discrepancies"].as_array().unwrap().len(), 1);
+    assert_eq!(rest.body["nextCursor"], Value::Null);
+    problem(
+        &get(&s, "/api/v1/discrepancies?status=DONE").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+    problem(
+        &get(&s, "/api/v1/discrepancies?kind=nope").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+    let by_kind = |kind: &str| {
+        all.body["discrepancies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (mismatch, missing, currency) = (
+        by_kind("AMOUNT_MISMATCH"),
+        by_kind("MISSING_IN_LEDGER"),
+        by_kind("CURRENCY_MISMATCH"),
+    );
+    let foreign = send(
+        &s,
+        "GET",
+        &format!("/api/v1/discrepancies/{mismatch}"),
+        None,
+        vec![],
+        OTHER_TOKEN,
+    )
+    .await;
+    problem(&foreign, StatusCode::NOT_FOUND, "discrepancy_not_found");
+
+    // OPEN -> INVESTIGATING -> RESOLVED with an adjusting transfer against the suspense account.
+    let resolve = |id: &str| format!("/api/v1/discrepancies/{id}/resolve");
+    let investigating = post_json(
+        &s,
+        &resolve(&mismatch),
+        json!({"status": "INVESTIGATING", "note": "asked the bank"}),
+    )
+    .await;
+    assert_eq!(
+        investigating.body["status"], "INVESTIGATING",
+        "{}",
+        investigating.text
+    );
+    problem(
+        &post_json(&s, &resolve(&mismatch), json!({"status": "OPEN"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    problem(
+        &post_json(
+            &s,
+            &resolve(&mismatch),
+            json!({"status": "INVESTIGATING", "action": "adjust"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    let adjusted = post_json(
+        &s,
+        &resolve(&mismatch),
+        json!({"status": "RESOLVED", "action": "adjust", "note": "1.00 fee withheld"}),
+    )
+    .await;
+    assert_eq!(adjusted.status, StatusCode::OK, "{}", adjusted.text);
+    assert_eq!(adjusted.body["status"], "RESOLVED");
+    let transfer = &adjusted.body["resolution"]["transfer"];
+    assert_eq!(
+        (
+            transfer["amount"].as_str(),
+            transfer["source_account_id"].as_str()
+        ),
+        (Some("1.00"), Some("bank"))
+    );
+    let history = adjusted.body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(
+        (
+            history[2]["actor"].as_str(),
+            history[2]["fromStatus"].as_str()
+        ),
+        (Some("demo"), Some("INVESTIGATING"))
+    );
+    assert_eq!(history[2]["note"], "1.00 fee withheld");
+    // Resolving again changes nothing and posts nothing more.
+    let again = post_json(
+        &s,
+        &resolve(&mismatch),
+        json!({"status": "RESOLVED", "action": "adjust"}),
+    )
+    .await;
+    assert_eq!(again.body["history"].as_array().unwrap().len(), 3);
+    problem(
+        &post_json(&s, &resolve(&mismatch), json!({"status": "IGNORED"})).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
+    s.drain().await;
+    assert_eq!(s.balance("bank").await, "169.00");
+    assert_eq!(
+        s.count("SELECT count(*) FROM transactions WHERE idempotency_key LIKE 'adjust-%'")
+            .await,
+        1
+    );
+
+    // Adjustments that cannot be made.
+    problem(
+        &post_json(
+            &s,
+            &resolve(&currency),
+            json!({"status": "RESOLVED", "action": "adjust"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_adjustable",
+    );
+    problem(
+        &post_json(
+            &s,
+            &resolve(&missing),
+            json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "nope"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "suspense_account_unusable",
+    );
+    problem(
+        &post_json(
+            &s,
+            &resolve(&missing),
+            json!({"status": "RESOLVED", "action": "redrive"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_redrivable",
+    );
+
+    // Bulk: one changes, one is already final, one does not exist.
+    let bulk = post_json(&s, "/api/v1/discrepancies/resolve", json!({"ids": [currency, mismatch, "00000000-0000-0000-0000-000000000000"], "status": "IGNORED", "note": "accepted"})).await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
+    let results: Vec<&str> = bulk.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["changed", "invalid_transition", "discrepancy_not_found"]
+    );
+    problem(
+        &post_json(
+            &s,
+            "/api/v1/discrepancies/resolve",
+            json!({"ids": [], "status": "IGNORED"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+
+    // The re-run sees the resolved and ignored ones again but leaves them be, and the adjusting
+    // transfer is not mistaken for a bank movement.
+    let rerun = post_json(
+        &s,
+        "/api/v1/accounts/bank/reconcile",
+        json!({"startDate": t, "endDate": t}),
+    )
+    .await;
+    assert_eq!(
+        rerun.body["discrepancyChanges"],
+        json!({"new": 0, "seenAgain": 3, "reopened": 0, "cleared": 0})
+    );
+    assert_eq!(rerun.body["counts"]["ledgerItems"], 3);
+    let open = get(&s, "/api/v1/discrepancies?status=OPEN").await;
+    assert_eq!(open.body["discrepancies"].as_array().unwrap().len(), 1);
+    s.env.assert_invariants().await;
+}

@@ -1,0 +1,163 @@
+//! The scheduled reconciler: accounts with statements, ledger-wide invariants, and transfers in the
+//! dead-letter queue, with the redrive action.
+
+use http::StatusCode;
+use serde_json::json;
+use shared::store::reconciliation::{self as store, DiscrepancyFilter};
+use shared::testkit::DEMO_CLIENT;
+
+use crate::helpers::Stack;
+use crate::reconciliation::{day, import_lines, open, post, transfer};
+
+fn scheduled_event(offset_days: i64) -> serde_json::Value {
+    json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.scheduler", "account": "123456789012",
+        "time": format!("{}T02:30:00Z", day(offset_days)), "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/reconcile"], "detail": {}
+    })
+}
+
+async fn kinds(s: &Stack, status: &str) -> Vec<String> {
+    let filter = DiscrepancyFilter {
+        status: Some(status.into()),
+        ..Default::default()
+    };
+    let (rows, _) = store::list_discrepancies(&s.env.clients.db, DEMO_CLIENT, &filter, 100, None)
+        .await
+        .unwrap();
+    let mut kinds: Vec<String> = rows.iter().map(|d| d.kind.clone()).collect();
+    kinds.sort();
+    kinds
+}
+
+#[tokio::test]
+async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_letters() {
+    let s = Stack::start().await;
+    open(&s, &["bank", "world", "customer"]).await;
+    let env = &s.env;
+    post(
+        env,
+        &[
+            transfer("in-1", "world", "bank", "40.00", None),
+            transfer("in-2", "world", "bank", "60.00", None),
+        ],
+    )
+    .await;
+    import_lines(
+        env,
+        "bank",
+        &[("s1".into(), day(0), "40.00".into(), "USD", None)],
+    )
+    .await;
+
+    // A valid transfer and two malformed messages sit in the dead-letter queue: one still names its
+    // client, the other is garbage (it goes to the operators, client "system").
+    let sqs = env.clients.queue.client();
+    let stuck = transfer("stuck-1", "world", "customer", "9.99", None);
+    let bodies = [
+        (serde_json::to_string(&stuck).unwrap(), "world"),
+        (
+            r#"{"v":1,"clientId":"demo","surprise":true}"#.to_string(),
+            "y",
+        ),
+        ("{not a transfer".to_string(), "x"),
+    ];
+    for (body, group) in bodies {
+        sqs.send_message()
+            .queue_url(&env.dlq_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(uuid::Uuid::now_v7().simple().to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    // A balance that drifted from its entries.
+    let conn = env.clients.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE account_balances SET balance = balance + 1 WHERE account_id = 'customer'",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // Four days on, in-2 has been missing from the statement past its grace period.
+    let summary = reconciler::handle(&env.clients, scheduled_event(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary["window"],
+        json!({"startDate": day(0), "endDate": day(3)})
+    );
+    assert_eq!(
+        summary["runs"].as_array().unwrap().len(),
+        2,
+        "the bank account, then the internal checks"
+    );
+    assert_eq!(
+        kinds(&s, "OPEN").await,
+        [
+            "BALANCE_DRIFT",
+            "DEAD_LETTERED",
+            "DEAD_LETTERED",
+            "MISSING_IN_STATEMENT"
+        ]
+    );
+    // The scan left the dead letters where they were.
+    let stats = env.clients.queue.stats().await.unwrap();
+    assert_eq!(stats.dead_letter_queue.unwrap().visible, 3);
+    assert_eq!(s.count("SELECT count(*) FROM discrepancies WHERE client_id = 'system' AND kind = 'DEAD_LETTERED'").await, 1);
+
+    // Fix the drift (before anything posts on top of it: a posting carries the balance it finds
+    // into balance_after).
+    conn.execute(
+        "UPDATE account_balances SET balance = balance - 1 WHERE account_id = 'customer'",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // Redrive the good one; ignore the malformed one (it cannot be redriven).
+    let (rows, _) = store::list_discrepancies(
+        &env.clients.db,
+        DEMO_CLIENT,
+        &DiscrepancyFilter {
+            kind: Some("DEAD_LETTERED".into()),
+            ..Default::default()
+        },
+        10,
+        None,
+    )
+    .await
+    .unwrap();
+    let good = rows
+        .iter()
+        .find(|d| d.data["redrivable"] == true)
+        .expect("the valid transfer is redrivable");
+    assert_eq!(good.transaction_ids, [stuck.transaction_id]);
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/api/v1/discrepancies/{}/resolve", good.id),
+            Some(json!({"status": "RESOLVED", "action": "redrive", "note": "fixed the account"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"]["action"], "redrive");
+    assert_eq!(s.drain().await, 1);
+    assert_eq!(s.status_of("stuck-1").await["status"], "COMPLETED");
+    assert_eq!(s.balance("customer").await, "9.99");
+
+    // The next run clears the drift; the malformed dead letter is still reported.
+    reconciler::handle(&env.clients, scheduled_event(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&s, "OPEN").await,
+        ["DEAD_LETTERED", "MISSING_IN_STATEMENT"]
+    );
+    let resolved = kinds(&s, "RESOLVED").await;
+    assert_eq!(resolved, ["BALANCE_DRIFT", "DEAD_LETTERED"]);
+    s.env.assert_invariants().await;
+}

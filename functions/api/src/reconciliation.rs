@@ -1,0 +1,912 @@
+//! Reconciliation routes: statement import, running a reconciliation, run reports (JSON and CSV),
+//! and the discrepancy workflow (list, read, resolve one, resolve many).
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use shared::accounts::AccountId;
+use shared::intake::{self, Intake};
+use shared::money::{Currency, format_amount};
+use shared::reconcile::DiscrepancyKind;
+use shared::reconcile::import::{self, ImportError};
+use shared::reconcile::run::{self, AccountWindow};
+use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
+use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
+use shared::store::accounts as account_store;
+use shared::store::reconciliation::{
+    self as store, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
+};
+use shared::transfers::{IdempotencyKey, Transfer};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::extract::{ClientId, JsonBody, RawBody, media_type, parse_json, query_params};
+use crate::problem::{ApiResult, Problem};
+use crate::transactions::intake_problem;
+
+fn db(e: impl std::fmt::Display) -> Problem {
+    Problem::unavailable("postgres", &e)
+}
+
+fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).field(name)
+}
+
+async fn visible_account(
+    state: &AppState,
+    client: &str,
+    id: &str,
+    field: &str,
+) -> ApiResult<account_store::Account> {
+    let not_found =
+        || Problem::not_found("account_not_found", format!("no account {id}")).field(field);
+    if AccountId::parse(id, field).is_err() {
+        return Err(not_found());
+    }
+    account_store::get(&state.db, client, id)
+        .await
+        .map_err(db)?
+        .ok_or_else(not_found)
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /statements
+
+/// The JSON form of an import: JSON lines inline, or a CSV / camt.053 file as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StatementEnvelope {
+    account_id: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    lines: Option<Box<RawValue>>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    mapping: Option<String>,
+    #[serde(default)]
+    date_format: Option<String>,
+    #[serde(default)]
+    delimiter: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    best_effort: Option<bool>,
+}
+
+struct ImportRequest {
+    account_id: String,
+    format: StatementFormat,
+    bytes: Vec<u8>,
+    options: ParseOptions,
+    best_effort: bool,
+}
+
+fn parse_options(
+    mapping: Option<&str>,
+    date_format: Option<String>,
+    delimiter: Option<&str>,
+    currency: Option<&str>,
+) -> ApiResult<ParseOptions> {
+    let mut options = ParseOptions {
+        date_format,
+        ..Default::default()
+    };
+    if let Some(spec) = mapping {
+        options.mapping = statements::parse_column_mapping(spec)
+            .map_err(|e| Problem::unprocessable("invalid_mapping", "mapping", e))?;
+    }
+    if let Some(d) = delimiter {
+        let d = match d {
+            "tab" | "\\t" => "\t",
+            other => other,
+        };
+        if d.len() != 1 {
+            return Err(Problem::unprocessable(
+                "invalid_field",
+                "delimiter",
+                "the delimiter is one ASCII character (or `tab`)",
+            ));
+        }
+        options.delimiter = Some(d.as_bytes()[0]);
+    }
+    if let Some(c) = currency {
+        options.default_currency =
+            Some(Currency::parse(c).map_err(|e| Problem::from(e.under("")).field("currency"))?);
+    }
+    Ok(options)
+}
+
+fn import_request(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> ApiResult<ImportRequest> {
+    let media = media_type(headers).unwrap_or_default();
+    if media == "application/json" {
+        if query.is_some_and(|q| !q.is_empty()) {
+            query_params(query, &[])?;
+        }
+        let env: StatementEnvelope = parse_json(body)?;
+        let format = match env.format.as_deref() {
+            None => StatementFormat::Json,
+            Some(f) => StatementFormat::parse(f).ok_or_else(|| {
+                Problem::unprocessable(
+                    "invalid_field",
+                    "format",
+                    "format is `json`, `csv` or `camt053`",
+                )
+            })?,
+        };
+        let bytes = match (format, env.lines, env.content) {
+            (StatementFormat::Json, Some(lines), None) => lines.get().as_bytes().to_vec(),
+            (StatementFormat::Json, None, Some(content)) => content.into_bytes(),
+            (StatementFormat::Csv | StatementFormat::Camt053, None, Some(content)) => {
+                content.into_bytes()
+            }
+            (StatementFormat::Json, _, _) => {
+                return Err(Problem::unprocessable(
+                    "missing_field",
+                    "lines",
+                    "send the lines as `lines` (an array)",
+                ));
+            }
+            _ => {
+                return Err(Problem::unprocessable(
+                    "missing_field",
+                    "content",
+                    "send a CSV or camt.053 file's text as `content` (or upload it with Content-Type text/csv or application/xml)",
+                ));
+            }
+        };
+        return Ok(ImportRequest {
+            account_id: env.account_id,
+            format,
+            bytes,
+            options: parse_options(
+                env.mapping.as_deref(),
+                env.date_format,
+                env.delimiter.as_deref(),
+                env.currency.as_deref(),
+            )?,
+            best_effort: env.best_effort.unwrap_or(false),
+        });
+    }
+    let format = match media.as_str() {
+        "text/csv" => StatementFormat::Csv,
+        "application/xml" | "text/xml" => StatementFormat::Camt053,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "upload a statement as text/csv, application/xml (camt.053) or application/json",
+            ));
+        }
+    };
+    let params = query_params(
+        query,
+        &[
+            "accountId",
+            "mapping",
+            "dateFormat",
+            "delimiter",
+            "currency",
+            "bestEffort",
+        ],
+    )?;
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let account_id =
+        get("accountId").ok_or_else(|| bad_parameter("accountId", "accountId is required"))?;
+    let best_effort = match get("bestEffort").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(bad_parameter("bestEffort", "bestEffort is true or false")),
+    };
+    Ok(ImportRequest {
+        account_id,
+        format,
+        bytes: body.to_vec(),
+        options: parse_options(
+            get("mapping").as_deref(),
+            get("dateFormat"),
+            get("delimiter").as_deref(),
+            get("currency").as_deref(),
+        )?,
+        best_effort,
+    })
+}
+
+pub async fn import_statement(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let req = import_request(&headers, query.as_deref(), &body)?;
+    let account = visible_account(&state, &client, &req.account_id, "accountId").await?;
+    let result = import::import_statement(
+        &state.db,
+        &client,
+        &account.id,
+        &req.bytes,
+        req.format,
+        &req.options,
+        req.best_effort,
+    )
+    .await;
+    match result {
+        Ok(report) => {
+            tracing::info!(account_id = %account.id, imported = report.imported, duplicates = report.duplicates, "statement imported");
+            let status = if report.imported > 0 { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, Json(json!(report))).into_response())
+        }
+        Err(ImportError::Statement(e)) => Err(Problem::unprocessable(e.code(), "", e.to_string())),
+        Err(ImportError::Rejected { rejected, lines }) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "statement_rejected",
+            format!("{rejected} line(s) are invalid, so nothing was imported; fix them, or send bestEffort=true to import the valid lines"),
+        )
+        .with("lines", json!(lines))),
+        Err(ImportError::Store(e)) => Err(db(e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /accounts/{id}/reconcile
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileBody {
+    start_date: String,
+    end_date: String,
+}
+
+fn date(value: &str, field: &str) -> ApiResult<NaiveDate> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        Problem::unprocessable(
+            "invalid_date",
+            field,
+            format!("{field} is a date like 2026-01-31"),
+        )
+    })
+}
+
+pub const MAX_WINDOW_DAYS: i64 = 366;
+
+pub async fn reconcile(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReconcileBody>,
+) -> ApiResult<Response> {
+    let start = date(&body.start_date, "startDate")?;
+    let end = date(&body.end_date, "endDate")?;
+    if end < start {
+        return Err(Problem::unprocessable(
+            "invalid_window",
+            "endDate",
+            "endDate is before startDate",
+        ));
+    }
+    if (end - start).num_days() >= MAX_WINDOW_DAYS {
+        return Err(Problem::unprocessable(
+            "invalid_window",
+            "endDate",
+            format!("a reconciliation window is at most {MAX_WINDOW_DAYS} days"),
+        ));
+    }
+    let account = visible_account(&state, &client, &id, "id").await?;
+    let window = AccountWindow {
+        client_id: client,
+        account_id: account.id,
+        start,
+        end,
+        as_of: Utc::now().date_naive(),
+        trigger: "api",
+    };
+    let result = run::reconcile_account(&state.db, &state.config.reconcile, &window)
+        .await
+        .map_err(db)?;
+    tracing::info!(run_id = %result.run_id, account_id = %window.account_id, "reconciliation run");
+    let location = format!("/api/v1/reconciliations/{}", result.run_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(result.report),
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /reconciliations/{id}
+
+fn amount(value: Option<Decimal>, currency: Option<&str>) -> Value {
+    match value {
+        Some(v) => json!(format_amount(v, currency.unwrap_or(""))),
+        None => Value::Null,
+    }
+}
+
+pub fn discrepancy_json(d: &DiscrepancyRow) -> Value {
+    json!({
+        "id": d.id,
+        "kind": d.kind,
+        "status": d.status,
+        "accountId": d.account_id,
+        "bookedOn": d.booked_on,
+        "statementLineId": d.statement_line_id,
+        "externalId": d.external_id,
+        "transactionIds": d.transaction_ids,
+        "expected": amount(d.expected, d.currency.as_deref()),
+        "actual": amount(d.actual, d.currency.as_deref()),
+        "currency": d.currency,
+        "detail": d.detail,
+        "data": d.data,
+        "firstSeenRun": d.first_seen_run,
+        "lastSeenRun": d.last_seen_run,
+        "clearedByRun": d.cleared_by_run,
+        "resolution": d.resolution,
+        "createdAt": d.created_at,
+        "updatedAt": d.updated_at,
+    })
+}
+
+fn event_json(e: &EventRow) -> Value {
+    json!({
+        "at": e.at,
+        "actor": e.actor,
+        "fromStatus": e.from_status,
+        "toStatus": e.to_status,
+        "note": e.note,
+        "action": e.action,
+    })
+}
+
+fn parse_uuid(id: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| Problem::not_found(code, format!("no {what} {id}")))
+}
+
+pub async fn get_run(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let params = query_params(query.as_deref(), &["format"])?;
+    let csv = match params
+        .iter()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.as_str())
+    {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(_) => return Err(bad_parameter("format", "format is json or csv")),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+    };
+    let run_id = parse_uuid(&id, "reconciliation_not_found", "reconciliation")?;
+    let run = store::get_run(&state.db, &client, run_id)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| {
+            Problem::not_found(
+                "reconciliation_not_found",
+                format!("no reconciliation {id}"),
+            )
+        })?;
+    let discrepancies: Vec<DiscrepancyRow> = store::run_discrepancies(&state.db, run_id)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .filter(|d| d.client_id == client)
+        .collect();
+    if !csv {
+        let items: Vec<Value> = discrepancies.iter().map(discrepancy_json).collect();
+        return Ok(Json(json!({"run": run.report, "discrepancies": items})).into_response());
+    }
+    let matches = if run.client_id == client {
+        store::run_matches(&state.db, run_id).await.map_err(db)?
+    } else {
+        Vec::new()
+    };
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    };
+    out.write_record([
+        "item",
+        "rule_or_kind",
+        "status",
+        "statement_line_id",
+        "external_id",
+        "booked_on",
+        "amount",
+        "expected",
+        "currency",
+        "transaction_ids",
+        "discrepancy_id",
+        "detail",
+    ])
+    .map_err(csv_error)?;
+    for m in &matches {
+        out.write_record([
+            "MATCH",
+            &m.rule,
+            "MATCHED",
+            &m.statement_line_id.to_string(),
+            &m.external_id,
+            &m.booked_on.to_string(),
+            &format_amount(m.amount, &m.currency),
+            "",
+            &m.currency,
+            &m.transaction_id.to_string(),
+            "",
+            "",
+        ])
+        .map_err(csv_error)?;
+    }
+    for d in &discrepancies {
+        let txs: Vec<String> = d.transaction_ids.iter().map(Uuid::to_string).collect();
+        let cur = d.currency.as_deref().unwrap_or("");
+        out.write_record([
+            "DISCREPANCY",
+            &d.kind,
+            &d.status,
+            &d.statement_line_id
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            d.external_id.as_deref().unwrap_or(""),
+            &d.booked_on.map(|b| b.to_string()).unwrap_or_default(),
+            &d.actual.map(|a| format_amount(a, cur)).unwrap_or_default(),
+            &d.expected
+                .map(|a| format_amount(a, cur))
+                .unwrap_or_default(),
+            cur,
+            &txs.join(" "),
+            &d.id.to_string(),
+            &d.detail,
+        ])
+        .map_err(csv_error)?;
+    }
+    let bytes = out
+        .into_inner()
+        .map_err(|e| csv_error(e.into_error().into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"reconciliation-{run_id}.csv\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discrepancies
+
+fn known_kind(kind: &str) -> bool {
+    DiscrepancyKind::parse(kind).is_some() || INTERNAL_KINDS.contains(&kind)
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}.{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+    let (micros, id) = raw.split_once('.')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
+}
+
+pub async fn list_discrepancies(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(
+        query.as_deref(),
+        &["status", "accountId", "kind", "limit", "cursor"],
+    )?;
+    let mut filter = DiscrepancyFilter::default();
+    let mut limit = 50usize;
+    let mut cursor = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "status" if STATUSES.contains(&v.as_str()) => filter.status = Some(v),
+            "status" => {
+                return Err(bad_parameter(
+                    "status",
+                    format!("status is one of {}", STATUSES.join(", ")),
+                ));
+            }
+            "kind" if known_kind(&v) => filter.kind = Some(v),
+            "kind" => {
+                return Err(bad_parameter(
+                    "kind",
+                    format!("unknown discrepancy kind {v:?}"),
+                ));
+            }
+            "accountId" => filter.account_id = Some(v),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| {
+                        Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_limit",
+                            "limit must be a whole number from 1 to 500",
+                        )
+                        .field("limit")
+                    })?;
+            }
+            _ => {
+                cursor = Some(decode_cursor(&v).ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_cursor",
+                        "cursor must be a nextCursor value returned by this route",
+                    )
+                    .field("cursor")
+                })?);
+            }
+        }
+    }
+    let (items, next) = store::list_discrepancies(&state.db, &client, &filter, limit, cursor)
+        .await
+        .map_err(db)?;
+    Ok(Json(json!({
+        "discrepancies": items.iter().map(discrepancy_json).collect::<Vec<_>>(),
+        "nextCursor": next.map(|(at, id)| encode_cursor(at, id)),
+    })))
+}
+
+async fn load_discrepancy(
+    state: &AppState,
+    client: &str,
+    id: &str,
+) -> ApiResult<(DiscrepancyRow, Vec<EventRow>)> {
+    let uuid = parse_uuid(id, "discrepancy_not_found", "discrepancy")?;
+    store::get_discrepancy(&state.db, client, uuid)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Problem::not_found("discrepancy_not_found", format!("no discrepancy {id}")))
+}
+
+fn with_history(d: &DiscrepancyRow, events: &[EventRow]) -> Value {
+    let mut body = discrepancy_json(d);
+    body["history"] = json!(events.iter().map(event_json).collect::<Vec<_>>());
+    body
+}
+
+pub async fn get_discrepancy(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (d, events) = load_discrepancy(&state, &client, &id).await?;
+    Ok(Json(with_history(&d, &events)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResolveBody {
+    status: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    suspense_account_id: Option<String>,
+}
+
+const MAX_NOTE_CHARS: usize = 2000;
+
+fn check_status_and_note(status: &str, note: Option<&str>) -> ApiResult<()> {
+    if !["INVESTIGATING", "RESOLVED", "IGNORED"].contains(&status) {
+        return Err(Problem::unprocessable(
+            "invalid_field",
+            "status",
+            "status is INVESTIGATING, RESOLVED or IGNORED",
+        ));
+    }
+    if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(Problem::unprocessable(
+            "field_too_long",
+            "note",
+            format!("note is limited to {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn refused(from: &str, to: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "invalid_transition",
+        format!("a discrepancy that is {from} cannot become {to} (OPEN -> INVESTIGATING -> RESOLVED | IGNORED)"),
+    )
+    .field("status")
+}
+
+/// Posts the adjusting transfer for a discrepancy against the suspense account, through the normal
+/// intake path with a key derived from the discrepancy (so resolving twice posts once).
+async fn adjust(
+    state: &AppState,
+    client: &str,
+    d: &DiscrepancyRow,
+    suspense: Option<String>,
+) -> ApiResult<Value> {
+    let delta = workflow::adjustment(&d.kind, d.expected, d.actual).ok_or_else(|| {
+        Problem::unprocessable(
+            "not_adjustable",
+            "action",
+            format!(
+                "an adjusting transfer cannot answer a {} discrepancy",
+                d.kind
+            ),
+        )
+    })?;
+    let account_id = d.account_id.clone().ok_or_else(|| {
+        Problem::unprocessable(
+            "not_adjustable",
+            "action",
+            "this discrepancy is not about one account",
+        )
+    })?;
+    let suspense_id =
+        suspense.unwrap_or_else(|| state.config.reconcile.suspense_account_id.clone());
+    let account = visible_account(state, client, &account_id, "accountId").await?;
+    let unusable = |detail: String| {
+        Problem::unprocessable("suspense_account_unusable", "suspenseAccountId", detail)
+    };
+    let suspense = match visible_account(state, client, &suspense_id, "suspenseAccountId").await {
+        Ok(a) => a,
+        Err(_) => {
+            return Err(unusable(format!(
+                "suspense account {suspense_id} does not exist; open it (overdraftLimit \"unlimited\") or name another in suspenseAccountId"
+            )));
+        }
+    };
+    let currency = d
+        .currency
+        .clone()
+        .unwrap_or_else(|| account.currency.clone());
+    if suspense.currency != currency || account.currency != currency {
+        return Err(unusable(format!(
+            "the suspense account {suspense_id} is not in {currency}"
+        )));
+    }
+    let (source, destination) = if delta > Decimal::ZERO {
+        (suspense.id.clone(), account.id.clone())
+    } else {
+        (account.id.clone(), suspense.id.clone())
+    };
+    let transfer = Transfer {
+        source_account_id: AccountId::parse(&source, "source").map_err(Problem::from)?,
+        destination_account_id: AccountId::parse(&destination, "destination")
+            .map_err(Problem::from)?,
+        amount: delta.abs(),
+        currency: Currency::parse(&currency).map_err(Problem::from)?,
+        reference: Some(format!("discrepancy:{}", d.id)),
+        description: Some(format!("Reconciliation adjustment for {}", d.kind)),
+        metadata: json!({"discrepancyId": d.id, "kind": d.kind}),
+    };
+    let key = IdempotencyKey::parse(&format!("{}{}", store::ADJUSTMENT_KEY_PREFIX, d.id), "key")
+        .map_err(Problem::from)?;
+    let accepted = match intake::accept(state, client, &key, transfer)
+        .await
+        .map_err(intake_problem)?
+    {
+        Intake::Accepted(a) | Intake::Replayed(a) => a,
+    };
+    Ok(json!({
+        "action": "adjust",
+        "transfer": {
+            "idempotencyKey": accepted.idempotency_key,
+            "transactionId": accepted.transaction_id,
+            "messageId": accepted.message_id,
+            "source_account_id": source,
+            "destination_account_id": destination,
+            "amount": format_amount(delta.abs(), &currency),
+            "currency": currency,
+        },
+    }))
+}
+
+async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
+    let redrivable = d.kind == "DEAD_LETTERED"
+        && d.data.get("redrivable").and_then(Value::as_bool) == Some(true);
+    let message_id = d.data.get("messageId").and_then(Value::as_str).filter(|_| redrivable).ok_or_else(|| {
+        Problem::unprocessable(
+            "not_redrivable",
+            "action",
+            "only a dead-lettered, well-formed transfer can be redriven (a malformed one would fail again: ignore it)",
+        )
+    })?;
+    let moved = state
+        .queue
+        .redrive(message_id, &d.id.simple().to_string())
+        .await
+        .map_err(|e| Problem::unavailable("sqs", &e))?;
+    if !moved {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "dead_letter_gone",
+            "the message is no longer in the dead-letter queue",
+        ));
+    }
+    Ok(json!({"action": "redrive", "messageId": message_id}))
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> ApiResult<Json<Value>> {
+    check_status_and_note(&body.status, body.note.as_deref())?;
+    if body.action.is_some() && body.status != "RESOLVED" {
+        return Err(Problem::unprocessable(
+            "invalid_field",
+            "action",
+            "an action resolves: send status RESOLVED with it",
+        ));
+    }
+    if body.suspense_account_id.is_some() && body.action.as_deref() != Some("adjust") {
+        return Err(Problem::unprocessable(
+            "invalid_field",
+            "suspenseAccountId",
+            "suspenseAccountId goes with action adjust",
+        ));
+    }
+    let (d, events) = load_discrepancy(&state, &client, &id).await?;
+    if d.status == body.status {
+        return Ok(Json(with_history(&d, &events)));
+    }
+    let allowed = workflow::allowed_from(&body.status);
+    if !allowed.contains(&d.status.as_str()) {
+        return Err(refused(&d.status, &body.status));
+    }
+    let resolution = match body.action.as_deref() {
+        None => None,
+        Some("adjust") => {
+            Some(adjust(&state, &client, &d, body.suspense_account_id.clone()).await?)
+        }
+        Some("redrive") => Some(redrive(&state, &d).await?),
+        Some(other) => {
+            return Err(Problem::unprocessable(
+                "invalid_field",
+                "action",
+                format!("unknown action {other:?}: use adjust or redrive"),
+            ));
+        }
+    };
+    let change = store::set_status(
+        &state.db,
+        &client,
+        d.id,
+        &body.status,
+        allowed,
+        body.note.as_deref(),
+        resolution.as_ref(),
+        resolution.as_ref(),
+    )
+    .await
+    .map_err(db)?;
+    if let StatusChange::Refused { from } = change {
+        return Err(refused(&from, &body.status));
+    }
+    let (d, events) = load_discrepancy(&state, &client, &id).await?;
+    Ok(Json(with_history(&d, &events)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkResolveBody {
+    ids: Vec<String>,
+    status: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+pub const MAX_BULK: usize = 500;
+
+pub async fn resolve_many(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    JsonBody(body): JsonBody<BulkResolveBody>,
+) -> ApiResult<Json<Value>> {
+    check_status_and_note(&body.status, body.note.as_deref())?;
+    if body.ids.is_empty() || body.ids.len() > MAX_BULK {
+        return Err(Problem::unprocessable(
+            "invalid_field",
+            "ids",
+            format!("ids holds 1 to {MAX_BULK} discrepancy ids"),
+        ));
+    }
+    let allowed = workflow::allowed_from(&body.status);
+    let mut results = Vec::with_capacity(body.ids.len());
+    let (mut changed, mut failed) = (0, 0);
+    for id in &body.ids {
+        let outcome = match Uuid::parse_str(id) {
+            Err(_) => StatusChange::NotFound,
+            Ok(uuid) => store::set_status(
+                &state.db,
+                &client,
+                uuid,
+                &body.status,
+                allowed,
+                body.note.as_deref(),
+                None,
+                None,
+            )
+            .await
+            .map_err(db)?,
+        };
+        let (result, from) = match outcome {
+            StatusChange::Changed { from } => {
+                changed += 1;
+                ("changed", Some(from))
+            }
+            StatusChange::Unchanged => ("unchanged", None),
+            StatusChange::NotFound => {
+                failed += 1;
+                ("discrepancy_not_found", None)
+            }
+            StatusChange::Refused { from } => {
+                failed += 1;
+                ("invalid_transition", Some(from))
+            }
+        };
+        results.push(json!({"id": id, "result": result, "fromStatus": from}));
+    }
+    Ok(Json(
+        json!({"status": body.status, "changed": changed, "failed": failed, "results": results}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let at = DateTime::from_timestamp_micros(1_800_000_000_000_001).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+        assert_eq!(decode_cursor("???"), None);
+    }
+
+    #[test]
+    fn kinds() {
+        assert!(known_kind("MISSING_IN_LEDGER"));
+        assert!(known_kind("DEAD_LETTERED"));
+        assert!(!known_kind("missing"));
+        assert!(shared::reconcile::MatchRule::parse("BATCH").is_some());
+    }
+}

@@ -1,0 +1,794 @@
+//! Reconciliation statements: importing statement lines, loading both sides of a window (binary
+//! COPY, so a million rows load in about a second), saving runs, matches and discrepancies, and the
+//! discrepancy workflow.
+
+use std::collections::HashMap;
+use std::pin::pin;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{PgPool, StoreError};
+use crate::reconcile::statements::{ParsedLine, StatementFormat};
+use crate::reconcile::{LedgerItem, Match, StatementLine};
+
+/// A SQL string literal (COPY takes no bind parameters).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statements
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedStatement {
+    pub statement_id: i64,
+    /// External ids of the lines stored now (the others were already imported).
+    pub imported: Vec<String>,
+}
+
+/// Stores a statement and its lines; lines whose external id the account already has are skipped.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_statement(
+    pool: &PgPool,
+    client_id: &str,
+    account_id: &str,
+    format: StatementFormat,
+    content_sha256: &str,
+    source_account: Option<&str>,
+    lines: &[ParsedLine],
+    rejected: usize,
+) -> Result<ImportedStatement, StoreError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let statement_id: i64 = tx
+        .query_one(
+            "INSERT INTO statements (client_id, account_id, format, content_sha256, source_account,
+                 lines_imported, lines_duplicate, lines_rejected)
+             VALUES ($1, $2, $3, $4, $5, 0, 0, $6) RETURNING id",
+            &[
+                &client_id,
+                &account_id,
+                &format.as_str(),
+                &content_sha256,
+                &source_account,
+                &(rejected as i32),
+            ],
+        )
+        .await?
+        .get(0);
+    let ids: Vec<&str> = lines.iter().map(|l| l.external_id.as_str()).collect();
+    let booked: Vec<NaiveDate> = lines.iter().map(|l| l.booked).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let currencies: Vec<&str> = lines.iter().map(|l| l.currency.code()).collect();
+    let references: Vec<Option<&str>> = lines.iter().map(|l| l.reference.as_deref()).collect();
+    let descriptions: Vec<Option<&str>> = lines.iter().map(|l| l.description.as_deref()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO statement_lines (statement_id, account_id, external_id, booked_on, amount,
+                 currency, reference, description)
+             SELECT $1, $2, u.* FROM unnest($3::text[], $4::date[], $5::numeric[], $6::text[],
+                                             $7::text[], $8::text[]) AS u
+             ON CONFLICT (account_id, external_id) DO NOTHING
+             RETURNING external_id",
+            &[
+                &statement_id,
+                &account_id,
+                &ids,
+                &booked,
+                &amounts,
+                &currencies,
+                &references,
+                &descriptions,
+            ],
+        )
+        .await?;
+    let imported: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        "UPDATE statements SET lines_imported = $2, lines_duplicate = $3 WHERE id = $1",
+        &[
+            &statement_id,
+            &(imported.len() as i32),
+            &((lines.len() - imported.len()) as i32),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ImportedStatement {
+        statement_id,
+        imported,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading a window
+
+/// Statement lines of an account booked in `[from, to]`.
+pub async fn load_statement_lines(
+    pool: &PgPool,
+    account_id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<StatementLine>, StoreError> {
+    let conn = pool.get().await?;
+    let sql = format!(
+        "COPY (SELECT id, external_id, amount, currency::text, booked_on, reference
+               FROM statement_lines
+               WHERE account_id = {} AND booked_on BETWEEN {} AND {})
+         TO STDOUT (FORMAT binary)",
+        literal(account_id),
+        literal(&from.to_string()),
+        literal(&to.to_string())
+    );
+    let stream = conn.copy_out(sql.as_str()).await?;
+    let types = [
+        Type::INT8,
+        Type::TEXT,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::DATE,
+        Type::TEXT,
+    ];
+    let rows = BinaryCopyOutStream::new(stream, &types);
+    let mut rows = pin!(rows);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push(StatementLine {
+            id: r.try_get(0)?,
+            external_id: r.try_get(1)?,
+            amount: r.try_get(2)?,
+            currency: r.try_get(3)?,
+            booked: r.try_get(4)?,
+            reference: r.try_get(5)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Postings on an account whose (UTC) posting date is in `[from, to]`, with the transfer's
+/// reference. Adjusting transfers made by the reconciliation itself are left out: they answer a
+/// discrepancy, they are not something the bank will book.
+pub async fn load_ledger_items(
+    pool: &PgPool,
+    account_id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<LedgerItem>, StoreError> {
+    let conn = pool.get().await?;
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let end = to
+        .succ_opt()
+        .unwrap_or(to)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let sql = format!(
+        "COPY (SELECT e.transaction_id, e.amount, e.currency::text,
+                      (e.posted_at AT TIME ZONE 'UTC')::date, t.reference
+               FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
+               WHERE e.account_id = {} AND e.posted_at >= {} AND e.posted_at < {}
+                 AND t.idempotency_key NOT LIKE {})
+         TO STDOUT (FORMAT binary)",
+        literal(account_id),
+        literal(&start.to_rfc3339()),
+        literal(&end.to_rfc3339()),
+        literal(&format!("{ADJUSTMENT_KEY_PREFIX}%"))
+    );
+    let stream = conn.copy_out(sql.as_str()).await?;
+    let types = [
+        Type::UUID,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::DATE,
+        Type::TEXT,
+    ];
+    let rows = BinaryCopyOutStream::new(stream, &types);
+    let mut rows = pin!(rows);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push(LedgerItem {
+            transaction_id: r.try_get(0)?,
+            amount: r.try_get(1)?,
+            currency: r.try_get(2)?,
+            booked: r.try_get(3)?,
+            reference: r.try_get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Idempotency keys of adjusting transfers start with this.
+pub const ADJUSTMENT_KEY_PREFIX: &str = "adjust-";
+
+/// Accounts under reconciliation (a statement was ever imported for them), with their owners.
+pub async fn accounts_with_statements(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT a.id, a.client_id FROM accounts a
+             WHERE EXISTS (SELECT 1 FROM statements s WHERE s.account_id = a.id)
+             ORDER BY a.id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs and discrepancies
+
+/// A discrepancy as a run found it, ready to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub client_id: String,
+    pub account_id: Option<String>,
+    pub kind: String,
+    pub fingerprint: String,
+    pub booked_on: Option<NaiveDate>,
+    pub statement_line_id: Option<i64>,
+    pub transaction_ids: Vec<Uuid>,
+    pub expected: Option<Decimal>,
+    pub actual: Option<Decimal>,
+    pub currency: Option<String>,
+    pub detail: String,
+    pub data: Value,
+}
+
+/// Which open discrepancies a run speaks for: those it did not see again are cleared by it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    /// One account's statement window: its external kinds booked in the window, and its balance.
+    AccountWindow {
+        client_id: String,
+        account_id: String,
+        from: NaiveDate,
+        to: NaiveDate,
+        kinds: Vec<String>,
+    },
+    /// The ledger-wide internal checks of the scheduled run.
+    Kinds(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    pub account_id: Option<String>,
+    pub trigger: &'static str,
+    pub window_start: NaiveDate,
+    pub window_end: NaiveDate,
+    pub as_of: NaiveDate,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveStats {
+    pub new: usize,
+    pub seen_again: usize,
+    pub reopened: usize,
+    pub cleared: usize,
+}
+
+pub const SYSTEM_ACTOR: &str = "reconciler";
+
+/// Stores a run with its matches and findings in one transaction: new findings open discrepancies,
+/// known ones are marked seen (an auto-cleared one that reappears is reopened), and open ones in
+/// `scope` that this run no longer sees are closed as cleared by it.
+pub async fn save_run(
+    pool: &PgPool,
+    run: &RunRecord,
+    report: &Value,
+    matches: &[Match],
+    findings: &[Finding],
+    scope: &Scope,
+) -> Result<SaveStats, StoreError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute(
+        "INSERT INTO reconciliation_runs (id, client_id, account_id, trigger, window_start, window_end,
+             as_of, started_at, finished_at, report)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &run.id,
+            &run.client_id,
+            &run.account_id,
+            &run.trigger,
+            &run.window_start,
+            &run.window_end,
+            &run.as_of,
+            &run.started_at,
+            &run.finished_at,
+            report,
+        ],
+    )
+    .await?;
+
+    if !matches.is_empty() {
+        let sink = tx
+            .copy_in("COPY matches (run_id, statement_line_id, transaction_id, rule) FROM STDIN (FORMAT binary)")
+            .await?;
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::TEXT]);
+        let mut writer = pin!(writer);
+        for m in matches {
+            for t in &m.transaction_ids {
+                writer
+                    .as_mut()
+                    .write(&[&run.id, &m.line_id, t, &m.rule.as_str()])
+                    .await?;
+            }
+        }
+        writer.finish().await?;
+    }
+
+    let mut stats = SaveStats::default();
+    if !findings.is_empty() {
+        let col = |f: fn(&Finding) -> Value| findings.iter().map(f).collect::<Vec<Value>>();
+        let ids: Vec<Uuid> = findings.iter().map(|_| Uuid::now_v7()).collect();
+        let rows = tx
+            .query(
+                "WITH input AS (
+                     SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                          $7::date[], $8::int8[], $9::jsonb[], $10::numeric[],
+                                          $11::numeric[], $12::text[], $13::text[], $14::jsonb[])
+                         AS u(id, client_id, account_id, kind, fingerprint, booked_on, line_id, tx_ids,
+                              expected, actual, currency, detail, data)
+                 ), before AS (
+                     SELECT d.id, d.client_id, d.fingerprint, d.status, d.cleared_by_run
+                     FROM discrepancies d JOIN input i USING (client_id, fingerprint)
+                 ), upserted AS (
+                     INSERT INTO discrepancies (id, client_id, account_id, kind, fingerprint, booked_on,
+                         statement_line_id, transaction_ids, expected, actual, currency, detail, data,
+                         first_seen_run, last_seen_run)
+                     SELECT id, client_id, account_id, kind, fingerprint, booked_on, line_id,
+                            ARRAY(SELECT jsonb_array_elements_text(tx_ids))::uuid[],
+                            expected, actual, currency, detail, data, $1, $1
+                     FROM input
+                     ON CONFLICT (client_id, fingerprint) DO UPDATE
+                     SET last_seen_run = EXCLUDED.last_seen_run,
+                         detail = EXCLUDED.detail,
+                         updated_at = now(),
+                         status = CASE WHEN discrepancies.cleared_by_run IS NOT NULL
+                                            AND discrepancies.status = 'RESOLVED'
+                                       THEN 'OPEN' ELSE discrepancies.status END,
+                         cleared_by_run = CASE WHEN discrepancies.status = 'RESOLVED'
+                                               THEN NULL ELSE discrepancies.cleared_by_run END
+                     RETURNING id, client_id, fingerprint, status
+                 )
+                 SELECT u.id, u.status, b.id IS NULL AS new,
+                        (b.cleared_by_run IS NOT NULL AND b.status = 'RESOLVED') AS reopened
+                 FROM upserted u LEFT JOIN before b USING (client_id, fingerprint)",
+                &[
+                    &run.id,
+                    &ids,
+                    &findings.iter().map(|f| f.client_id.as_str()).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.account_id.as_deref()).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.fingerprint.as_str()).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.booked_on).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.statement_line_id).collect::<Vec<_>>(),
+                    &col(|f| json!(f.transaction_ids)),
+                    &findings.iter().map(|f| f.expected).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.actual).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.currency.as_deref()).collect::<Vec<_>>(),
+                    &findings.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>(),
+                    &col(|f| f.data.clone()),
+                ],
+            )
+            .await?;
+        let mut event_ids = Vec::new();
+        let mut event_from: Vec<Option<&str>> = Vec::new();
+        let mut event_note = Vec::new();
+        let mut linked = Vec::new();
+        for r in &rows {
+            let id: Uuid = r.get(0);
+            linked.push(id);
+            if r.get::<_, bool>(2) {
+                stats.new += 1;
+                event_ids.push(id);
+                event_from.push(None);
+                event_note.push("found by the reconciliation");
+            } else if r.get::<_, bool>(3) {
+                stats.reopened += 1;
+                event_ids.push(id);
+                event_from.push(Some("RESOLVED"));
+                event_note.push("found again after being cleared");
+            } else {
+                stats.seen_again += 1;
+            }
+        }
+        tx.execute(
+            "INSERT INTO run_discrepancies (run_id, discrepancy_id) SELECT $1, unnest($2::uuid[])",
+            &[&run.id, &linked],
+        )
+        .await?;
+        if !event_ids.is_empty() {
+            tx.execute(
+                "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+                 SELECT u.id, $2, u.from_status, 'OPEN', u.note, jsonb_build_object('run', $1::uuid)
+                 FROM unnest($3::uuid[], $4::text[], $5::text[]) AS u(id, from_status, note)",
+                &[&run.id, &SYSTEM_ACTOR, &event_ids, &event_from, &event_note],
+            )
+            .await?;
+        }
+    }
+
+    let cleared = match scope {
+        Scope::AccountWindow {
+            client_id,
+            account_id,
+            from,
+            to,
+            kinds,
+        } => {
+            tx.query(
+                "WITH cleared AS (
+                     SELECT id, status FROM discrepancies
+                     WHERE client_id = $2 AND account_id = $3 AND kind = ANY($6)
+                       AND status IN ('OPEN', 'INVESTIGATING') AND last_seen_run <> $1
+                       AND (booked_on IS NULL OR booked_on BETWEEN $4 AND $5)
+                     FOR UPDATE
+                 ), updated AS (
+                     UPDATE discrepancies d
+                     SET status = 'RESOLVED', cleared_by_run = $1, updated_at = now(),
+                         resolution = jsonb_build_object('clearedByRun', $1::uuid)
+                     FROM cleared c WHERE d.id = c.id
+                 )
+                 INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+                 SELECT id, $7, status, 'RESOLVED', 'no longer found: cleared by this run',
+                        jsonb_build_object('clearedByRun', $1::uuid)
+                 FROM cleared RETURNING discrepancy_id",
+                &[&run.id, client_id, account_id, from, to, kinds, &SYSTEM_ACTOR],
+            )
+            .await?
+        }
+        Scope::Kinds(kinds) => {
+            tx.query(
+                "WITH cleared AS (
+                     SELECT id, status FROM discrepancies
+                     WHERE kind = ANY($2) AND status IN ('OPEN', 'INVESTIGATING') AND last_seen_run <> $1
+                     FOR UPDATE
+                 ), updated AS (
+                     UPDATE discrepancies d
+                     SET status = 'RESOLVED', cleared_by_run = $1, updated_at = now(),
+                         resolution = jsonb_build_object('clearedByRun', $1::uuid)
+                     FROM cleared c WHERE d.id = c.id
+                 )
+                 INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+                 SELECT id, $3, status, 'RESOLVED', 'no longer found: cleared by this run',
+                        jsonb_build_object('clearedByRun', $1::uuid)
+                 FROM cleared RETURNING discrepancy_id",
+                &[&run.id, kinds, &SYSTEM_ACTOR],
+            )
+            .await?
+        }
+    };
+    stats.cleared = cleared.len();
+    tx.commit().await?;
+    Ok(stats)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub client_id: String,
+    pub account_id: Option<String>,
+    pub report: Value,
+}
+
+/// A run the client may see: its own, or (for the ledger-wide run) any.
+pub async fn get_run(
+    pool: &PgPool,
+    client_id: &str,
+    id: Uuid,
+) -> Result<Option<RunRow>, StoreError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, client_id, account_id, report FROM reconciliation_runs
+             WHERE id = $1 AND (client_id = $2 OR account_id IS NULL)",
+            &[&id, &client_id],
+        )
+        .await?;
+    Ok(row.map(|r| RunRow {
+        id: r.get(0),
+        client_id: r.get(1),
+        account_id: r.get(2),
+        report: r.get(3),
+    }))
+}
+
+/// One matched pair of a run, with the line's details, for exports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchRow {
+    pub statement_line_id: i64,
+    pub external_id: String,
+    pub booked_on: NaiveDate,
+    pub amount: Decimal,
+    pub currency: String,
+    pub transaction_id: Uuid,
+    pub rule: String,
+}
+
+pub async fn run_matches(pool: &PgPool, run_id: Uuid) -> Result<Vec<MatchRow>, StoreError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT m.statement_line_id, l.external_id, l.booked_on, l.amount, l.currency::text,
+                    m.transaction_id, m.rule
+             FROM matches m JOIN statement_lines l ON l.id = m.statement_line_id
+             WHERE m.run_id = $1 ORDER BY m.statement_line_id, m.transaction_id",
+            &[&run_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| MatchRow {
+            statement_line_id: r.get(0),
+            external_id: r.get(1),
+            booked_on: r.get(2),
+            amount: r.get(3),
+            currency: r.get(4),
+            transaction_id: r.get(5),
+            rule: r.get(6),
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscrepancyRow {
+    pub id: Uuid,
+    pub client_id: String,
+    pub account_id: Option<String>,
+    pub kind: String,
+    pub status: String,
+    pub booked_on: Option<NaiveDate>,
+    pub statement_line_id: Option<i64>,
+    pub external_id: Option<String>,
+    pub transaction_ids: Vec<Uuid>,
+    pub expected: Option<Decimal>,
+    pub actual: Option<Decimal>,
+    pub currency: Option<String>,
+    pub detail: String,
+    pub data: Value,
+    pub first_seen_run: Uuid,
+    pub last_seen_run: Uuid,
+    pub cleared_by_run: Option<Uuid>,
+    pub resolution: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DISCREPANCY_COLUMNS: &str = "d.id, d.client_id, d.account_id, d.kind, d.status, d.booked_on,
+    d.statement_line_id, l.external_id, d.transaction_ids, d.expected, d.actual, d.currency, d.detail,
+    d.data, d.first_seen_run, d.last_seen_run, d.cleared_by_run, d.resolution, d.created_at, d.updated_at";
+
+fn discrepancy_row(r: &tokio_postgres::Row) -> DiscrepancyRow {
+    DiscrepancyRow {
+        id: r.get(0),
+        client_id: r.get(1),
+        account_id: r.get(2),
+        kind: r.get(3),
+        status: r.get(4),
+        booked_on: r.get(5),
+        statement_line_id: r.get(6),
+        external_id: r.get(7),
+        transaction_ids: r.get(8),
+        expected: r.get(9),
+        actual: r.get(10),
+        currency: r.get(11),
+        detail: r.get(12),
+        data: r.get(13),
+        first_seen_run: r.get(14),
+        last_seen_run: r.get(15),
+        cleared_by_run: r.get(16),
+        resolution: r.get(17),
+        created_at: r.get(18),
+        updated_at: r.get(19),
+    }
+}
+
+pub async fn run_discrepancies(
+    pool: &PgPool,
+    run_id: Uuid,
+) -> Result<Vec<DiscrepancyRow>, StoreError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {DISCREPANCY_COLUMNS} FROM run_discrepancies rd
+                 JOIN discrepancies d ON d.id = rd.discrepancy_id
+                 LEFT JOIN statement_lines l ON l.id = d.statement_line_id
+                 WHERE rd.run_id = $1 ORDER BY d.kind, d.created_at, d.id"
+            ),
+            &[&run_id],
+        )
+        .await?;
+    Ok(rows.iter().map(discrepancy_row).collect())
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscrepancyFilter {
+    pub status: Option<String>,
+    pub account_id: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// A page of the client's discrepancies, oldest first, keyset on (created_at, id).
+pub async fn list_discrepancies(
+    pool: &PgPool,
+    client_id: &str,
+    filter: &DiscrepancyFilter,
+    limit: usize,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<(Vec<DiscrepancyRow>, Option<(DateTime<Utc>, Uuid)>), StoreError> {
+    let conn = pool.get().await?;
+    let (after_at, after_id) = after.map_or((None, Uuid::nil()), |(a, i)| (Some(a), i));
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {DISCREPANCY_COLUMNS} FROM discrepancies d
+                 LEFT JOIN statement_lines l ON l.id = d.statement_line_id
+                 WHERE d.client_id = $1
+                   AND ($2::text IS NULL OR d.status = $2)
+                   AND ($3::text IS NULL OR d.account_id = $3)
+                   AND ($4::text IS NULL OR d.kind = $4)
+                   AND ($5::timestamptz IS NULL OR (d.created_at, d.id) > ($5, $6))
+                 ORDER BY d.created_at, d.id LIMIT $7"
+            ),
+            &[
+                &client_id,
+                &filter.status,
+                &filter.account_id,
+                &filter.kind,
+                &after_at,
+                &after_id,
+                &((limit + 1) as i64),
+            ],
+        )
+        .await?;
+    let mut items: Vec<DiscrepancyRow> = rows.iter().map(discrepancy_row).collect();
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|d| (d.created_at, d.id))
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub note: Option<String>,
+    pub action: Option<Value>,
+}
+
+/// One of the client's discrepancies with its history.
+pub async fn get_discrepancy(
+    pool: &PgPool,
+    client_id: &str,
+    id: Uuid,
+) -> Result<Option<(DiscrepancyRow, Vec<EventRow>)>, StoreError> {
+    let conn = pool.get().await?;
+    let Some(row) = conn
+        .query_opt(
+            &format!(
+                "SELECT {DISCREPANCY_COLUMNS} FROM discrepancies d
+                 LEFT JOIN statement_lines l ON l.id = d.statement_line_id
+                 WHERE d.id = $1 AND d.client_id = $2"
+            ),
+            &[&id, &client_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let events = conn
+        .query(
+            "SELECT at, actor, from_status, to_status, note, action FROM discrepancy_events
+             WHERE discrepancy_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| EventRow {
+            at: r.get(0),
+            actor: r.get(1),
+            from_status: r.get(2),
+            to_status: r.get(3),
+            note: r.get(4),
+            action: r.get(5),
+        })
+        .collect();
+    Ok(Some((discrepancy_row(&row), events)))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    NotFound,
+    /// It already had that status: nothing recorded.
+    Unchanged,
+    Changed {
+        from: String,
+    },
+    /// The workflow does not allow moving from `from` to the requested status.
+    Refused {
+        from: String,
+    },
+}
+
+/// Moves a discrepancy to `to` if its current status is in `allowed_from`, recording who, when,
+/// why and what was done (in its history and the audit log).
+#[allow(clippy::too_many_arguments)]
+pub async fn set_status(
+    pool: &PgPool,
+    client_id: &str,
+    id: Uuid,
+    to: &str,
+    allowed_from: &[&str],
+    note: Option<&str>,
+    action: Option<&Value>,
+    resolution: Option<&Value>,
+) -> Result<StatusChange, StoreError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status, to_jsonb(d) FROM discrepancies d WHERE id = $1 AND client_id = $2 FOR UPDATE",
+            &[&id, &client_id],
+        )
+        .await?
+    else {
+        return Ok(StatusChange::NotFound);
+    };
+    let from: String = row.get(0);
+    let before: Value = row.get(1);
+    if from == to {
+        return Ok(StatusChange::Unchanged);
+    }
+    if !allowed_from.contains(&from.as_str()) {
+        return Ok(StatusChange::Refused { from });
+    }
+    let after: Value = tx
+        .query_one(
+            "UPDATE discrepancies d SET status = $2, updated_at = now(),
+                 resolution = COALESCE($3, d.resolution)
+             WHERE id = $1 RETURNING to_jsonb(d)",
+            &[&id, &to, &resolution],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&id, &client_id, &from, &to, &note, &action],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO audit_log (client_id, action, entity, entity_id, before, after)
+         VALUES ($1, 'discrepancy.status', 'discrepancy', $2, $3, $4)",
+        &[&client_id, &id.to_string(), &before, &after],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusChange::Changed { from })
+}
+
+/// Counts of discrepancies per kind found by a run, with totals, for metrics.
+pub fn count_by_kind(findings: &[Finding]) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for f in findings {
+        *out.entry(f.kind.clone()).or_default() += 1;
+    }
+    out
+}
