@@ -8,7 +8,8 @@ use super::{PgPool, StoreError};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InvariantReport {
-    /// Transactions whose entries do not sum to zero or are not exactly one debit and one credit.
+    /// Transactions whose entries do not sum to zero or are not exactly one debit and one credit,
+    /// and entries whose transaction does not exist.
     pub unbalanced_transactions: Vec<Uuid>,
     /// COMPLETED transactions without entries, or FAILED ones with entries.
     pub missing_ledger_entries: Vec<Uuid>,
@@ -30,9 +31,12 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
     let conn = pool.get().await?;
     let (unbalanced, missing, drift, currency, overdrawn) = tokio::try_join!(
         conn.query(
-            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id
-             HAVING sum(amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE amount < 0) <> 1
-             ORDER BY transaction_id",
+            "SELECT e.transaction_id FROM ledger_entries e
+             LEFT JOIN transactions t ON t.id = e.transaction_id
+             GROUP BY e.transaction_id
+             HAVING sum(e.amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE e.amount < 0) <> 1
+                 OR bool_or(t.id IS NULL)
+             ORDER BY e.transaction_id",
             &[],
         ),
         conn.query(

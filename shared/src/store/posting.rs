@@ -172,12 +172,23 @@ pub async fn post_batch(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = pool.get().await?;
-    let tx = conn.transaction().await?;
+    let conn = pool.get().await?;
+    let result = post_in_transaction(&conn, messages).await;
+    if result.is_err() {
+        // Whatever failed, leave the connection clean; if it is broken, the pool's check drops it.
+        let _ = conn.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+async fn post_in_transaction(
+    conn: &deadpool_postgres::Object,
+    messages: &[TransferMessage],
+) -> Result<Vec<Outcome>, StoreError> {
     let (lock_stmt, find_stmt, write_stmt) = tokio::try_join!(
-        tx.prepare_cached(LOCK_ACCOUNTS),
-        tx.prepare_cached(FIND_RECORDED),
-        tx.prepare_cached(WRITE_BATCH)
+        conn.prepare_cached(LOCK_ACCOUNTS),
+        conn.prepare_cached(FIND_RECORDED),
+        conn.prepare_cached(WRITE_BATCH)
     )?;
 
     let mut ids: Vec<&str> = messages
@@ -197,13 +208,15 @@ pub async fn post_batch(
         .map(|m| m.idempotency_key.as_str())
         .collect();
 
-    // Pipelined: the lookup of already-recorded keys runs after the locks are held, so a
-    // concurrent delivery of the same message that committed first is seen here.
+    // One round trip: BEGIN, the sorted lock statement and the lookup of already-recorded keys are
+    // pipelined in this order, so the lookup runs after the locks are held and sees a concurrent
+    // delivery of the same message that committed first.
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
-    let (locked, recorded) = tokio::try_join!(
-        tx.query(&lock_stmt, &lock_params),
-        tx.query(&find_stmt, &find_params)
+    let (_, locked, recorded) = tokio::try_join!(
+        conn.batch_execute("BEGIN"),
+        conn.query(&lock_stmt, &lock_params),
+        conn.query(&find_stmt, &find_params)
     )?;
 
     let mut accounts: HashMap<String, LockedAccount> = locked
@@ -307,7 +320,7 @@ pub async fn post_batch(
             b_balances.push(balance);
             b_counts.push(*n);
         }
-        let written: i64 = tx
+        let written: i64 = conn
             .query_one(
                 &write_stmt,
                 &[
@@ -347,6 +360,6 @@ pub async fn post_batch(
             )));
         }
     }
-    tx.commit().await?;
+    conn.batch_execute("COMMIT").await?;
     Ok(outcomes)
 }
