@@ -14,6 +14,7 @@
 mod intake;
 mod naive;
 mod posting;
+mod probe;
 mod reconcile;
 mod report;
 mod startup;
@@ -43,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
         i += 1;
     }
     shared::metrics::disable();
+    if args.first().map(String::as_str) == Some("probe") {
+        return probe::run().await;
+    }
     let mut report = Report::new();
     if matches!(command.as_str(), "all" | "posting") {
         posting::run(&mut report, scale).await?;
