@@ -4,6 +4,7 @@
 mod events;
 mod flows;
 mod helpers;
+mod openapi;
 mod reconciliation;
 mod reconciliation_api;
 mod scheduled;

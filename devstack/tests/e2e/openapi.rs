@@ -1,0 +1,490 @@
+//! `openapi.yaml` is the contract: every response of a scenario that calls every route, success and
+//! error alike, must be documented there (status and media type) and match its schema.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
+use tower::ServiceExt;
+
+use crate::helpers::Stack;
+use crate::reconciliation::{open, today};
+
+struct Spec {
+    doc: Value,
+    /// (method, path template segments)
+    operations: Vec<(String, String)>,
+}
+
+impl Spec {
+    fn load() -> Self {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
+        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut operations = Vec::new();
+        for (template, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    operations.push((method.to_string(), template.clone()));
+                }
+            }
+        }
+        Self { doc, operations }
+    }
+
+    fn template_for(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|t| {
+                let ts: Vec<&str> = t.split('/').collect();
+                ts.len() == segments.len()
+                    && ts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+            })
+            .cloned()
+    }
+
+    /// Checks one response against the spec; returns the operation it belongs to.
+    fn check(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        content_type: &str,
+        body: &[u8],
+    ) -> (String, String) {
+        self.try_check(method, path, status, content_type, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_check(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(String, String), String> {
+        let template = self
+            .template_for(path)
+            .ok_or_else(|| format!("{path} is not in openapi.yaml"))?;
+        let method = method.to_ascii_lowercase();
+        let op = &self.doc["paths"][&template][&method];
+        if !op.is_object() {
+            return Err(format!("{method} {template} is not in openapi.yaml"));
+        }
+        let responses = &op["responses"];
+        let response = responses
+            .get(status.as_str())
+            .or_else(|| responses.get("default"))
+            .ok_or_else(|| format!("{method} {template}: status {status} is not documented"))?;
+        let response = self.resolve(response);
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if body.is_empty() {
+            return Ok((method, template));
+        }
+        let content = response["content"].get(media).ok_or_else(|| {
+            format!("{method} {template} {status}: media type {media:?} is not documented")
+        })?;
+        if media.ends_with("json") {
+            let instance: Value = serde_json::from_slice(body).unwrap();
+            let schema = &content["schema"];
+            let root = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": self.doc["components"],
+                "allOf": [schema],
+            });
+            let validator = jsonschema::validator_for(&root)
+                .map_err(|e| format!("schema of {method} {template} {status}: {e}"))?;
+            let errors: Vec<String> = validator
+                .iter_errors(&instance)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            if !errors.is_empty() {
+                return Err(format!(
+                    "{method} {path} {status} does not match openapi.yaml:\n{}\nbody: {instance:#}",
+                    errors.join("\n")
+                ));
+            }
+        }
+        Ok((method, template))
+    }
+
+    fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let pointer = r.trim_start_matches('#');
+                self.resolve(
+                    self.doc
+                        .pointer(pointer)
+                        .unwrap_or_else(|| panic!("dangling $ref {r}")),
+                )
+            }
+            None => v,
+        }
+    }
+}
+
+struct Client<'a> {
+    stack: &'a Stack,
+    spec: Spec,
+    seen: BTreeSet<(String, String)>,
+}
+
+impl Client<'_> {
+    async fn send(
+        &mut self,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let res = self
+            .stack
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let path = uri.split('?').next().unwrap();
+        self.seen
+            .insert(self.spec.check(method, path, status, &ct, &bytes));
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&mut self, uri: &str) -> (StatusCode, Value) {
+        self.send("GET", uri, None, vec![], Some(DEMO_TOKEN)).await
+    }
+
+    async fn post(&mut self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            uri,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+            Some(DEMO_TOKEN),
+        )
+        .await
+    }
+}
+
+/// The checker itself: it must refuse what the spec does not allow, or the test below proves nothing.
+#[test]
+fn the_checker_refuses_undocumented_responses() {
+    let spec = Spec::load();
+    let ok = br#"{"status":"ok"}"#;
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/health",
+            StatusCode::OK,
+            "application/json",
+            ok
+        )
+        .is_ok()
+    );
+    let extra = br#"{"status":"ok","extra":1}"#;
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/health",
+            StatusCode::OK,
+            "application/json",
+            extra
+        )
+        .is_err()
+    );
+    let problem = br#"{"type":"x","title":"Not Found","status":404,"detail":"d"}"#; // no code
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/accounts/a",
+            StatusCode::NOT_FOUND,
+            "application/problem+json",
+            problem
+        )
+        .is_err()
+    );
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/accounts/a",
+            StatusCode::IM_A_TEAPOT,
+            "application/json",
+            ok
+        )
+        .is_err()
+    );
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/nowhere",
+            StatusCode::OK,
+            "application/json",
+            ok
+        )
+        .is_err()
+    );
+    let amount_as_number =
+        br#"{"accountId":"a","currency":"USD","balance":1.5,"asOf":"2026-01-01T00:00:00Z"}"#;
+    assert!(
+        spec.try_check(
+            "GET",
+            "/api/v1/accounts/a/balance",
+            StatusCode::OK,
+            "application/json",
+            amount_as_number
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn every_response_matches_openapi() {
+    let s = Stack::start().await;
+    let mut c = Client {
+        stack: &s,
+        spec: Spec::load(),
+        seen: BTreeSet::new(),
+    };
+    let t = today();
+
+    // Operations.
+    c.send("GET", "/api/v1/health", None, vec![], None).await;
+    c.send("GET", "/api/v1/ready", None, vec![], None).await;
+    c.get("/api/v1/queue/stats").await;
+    c.get("/api/v1/cache/stats").await;
+    c.send("GET", "/api/v1/queue/stats", None, vec![], None)
+        .await; // 401
+
+    // Accounts.
+    open(&s, &["world", "suspense"]).await;
+    assert_eq!(
+        c.post(
+            "/api/v1/accounts",
+            json!({"id": "alice", "currency": "USD", "metadata": {"tier": "gold"}})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    c.post(
+        "/api/v1/accounts",
+        json!({"id": "alice", "currency": "USD", "metadata": {"tier": "gold"}}),
+    )
+    .await; // 200
+    c.post(
+        "/api/v1/accounts",
+        json!({"id": "alice", "currency": "EUR"}),
+    )
+    .await; // 409 account_exists
+    c.send(
+        "POST",
+        "/api/v1/accounts",
+        Some("application/json"),
+        json!({"id": "alice", "currency": "USD"})
+            .to_string()
+            .into_bytes(),
+        Some(OTHER_TOKEN),
+    )
+    .await; // 409 taken
+    c.post(
+        "/api/v1/accounts",
+        json!({"id": "bad id", "currency": "USD"}),
+    )
+    .await; // 422
+    c.send(
+        "POST",
+        "/api/v1/accounts",
+        Some("application/json"),
+        b"{".to_vec(),
+        Some(DEMO_TOKEN),
+    )
+    .await; // 400
+    c.send(
+        "POST",
+        "/api/v1/accounts",
+        Some("text/plain"),
+        b"{}".to_vec(),
+        Some(DEMO_TOKEN),
+    )
+    .await; // 415
+    c.get("/api/v1/accounts/alice").await;
+    c.get("/api/v1/accounts/nobody").await;
+    c.get("/api/v1/accounts/alice/balance").await;
+    c.get("/api/v1/accounts/alice/balance?asOf=2026-01-01T00:00:00Z")
+        .await;
+    c.get("/api/v1/accounts/alice/balance?asOf=later").await;
+
+    // Transfers.
+    let transfer = |key: &str, amount: &str| {
+        json!({"transaction": {"source_account_id": "world", "destination_account_id": "alice",
+        "amount": amount, "currency": "USD", "reference": key, "metadata": {"order": 1}}, "idempotencyKey": key})
+    };
+    assert_eq!(
+        c.post("/api/v1/transactions", transfer("k1", "100.00"))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    c.get("/api/v1/transactions/status/k1").await; // PENDING
+    c.post("/api/v1/transactions", transfer("k1", "100.00"))
+        .await; // replay
+    c.post("/api/v1/transactions", transfer("k1", "99.00"))
+        .await; // 422 reused
+    c.post("/api/v1/transactions", transfer("k2", "1.001"))
+        .await; // 422 scale
+    let big = json!({"transaction": {"source_account_id": "a", "destination_account_id": "b", "amount": "1", "currency": "USD", "description": "x".repeat(20_000)}, "idempotencyKey": "big"});
+    c.post("/api/v1/transactions", big).await; // 413
+    c.post("/api/v1/transactions", json!({"transaction": {"source_account_id": "alice", "destination_account_id": "world", "amount": "500.00", "currency": "USD"}, "idempotencyKey": "k3"})).await;
+    s.drain().await;
+    c.get("/api/v1/transactions/status/k1").await; // COMPLETED
+    c.get("/api/v1/transactions/status/k3").await; // FAILED
+    c.get("/api/v1/transactions/status/nope").await; // 404
+    c.get("/api/v1/accounts/alice/ledger?limit=1").await;
+    c.get("/api/v1/accounts/alice/ledger?limit=0").await;
+    c.get("/api/v1/accounts/alice/ledger?cursor=zzz").await;
+
+    // Reconciliation.
+    let csv = format!(
+        "id,booked_date,amount,currency,reference\nb1,{t},100.00,USD,k1\nb2,{t},5.00,USD,\nb3,{t},1.001,USD,\n"
+    );
+    c.send(
+        "POST",
+        "/api/v1/statements?accountId=alice",
+        Some("text/csv"),
+        csv.clone().into_bytes(),
+        Some(DEMO_TOKEN),
+    )
+    .await; // 422 rejected
+    let (status, _) = c
+        .send(
+            "POST",
+            "/api/v1/statements?accountId=alice&bestEffort=true",
+            Some("text/csv"),
+            csv.into_bytes(),
+            Some(DEMO_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    c.post("/api/v1/statements", json!({"accountId": "alice", "lines": [{"id": "b1", "bookedDate": t, "amount": "100.00", "currency": "USD"}]})).await; // 200 duplicate
+    c.send(
+        "POST",
+        "/api/v1/statements?accountId=alice",
+        Some("application/xml"),
+        b"<Document><BkToCstmrStmt>".to_vec(),
+        Some(DEMO_TOKEN),
+    )
+    .await; // 422 malformed
+    c.send(
+        "POST",
+        "/api/v1/statements",
+        Some("text/csv"),
+        b"x".to_vec(),
+        Some(DEMO_TOKEN),
+    )
+    .await; // 400 accountId
+    c.post(
+        "/api/v1/statements",
+        json!({"accountId": "nobody", "lines": []}),
+    )
+    .await; // 404
+    let (status, report) = c
+        .post(
+            "/api/v1/accounts/alice/reconcile",
+            json!({"startDate": t, "endDate": t}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    c.post("/api/v1/accounts/alice/reconcile", json!({"startDate": t}))
+        .await; // 422 missing
+    c.post(
+        "/api/v1/accounts/nobody/reconcile",
+        json!({"startDate": t, "endDate": t}),
+    )
+    .await; // 404
+    let run = report["runId"].as_str().unwrap().to_string();
+    c.get(&format!("/api/v1/reconciliations/{run}")).await;
+    c.get(&format!("/api/v1/reconciliations/{run}?format=csv"))
+        .await;
+    c.get("/api/v1/reconciliations/00000000-0000-0000-0000-000000000000")
+        .await;
+    // The scheduled run's report has its own shape.
+    let summary = reconciler::handle(&s.env.clients, json!({"time": format!("{t}T02:00:00Z")}))
+        .await
+        .unwrap();
+    let internal = summary["runs"].as_array().unwrap().last().unwrap()["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.get(&format!("/api/v1/reconciliations/{internal}")).await;
+    let (_, list) = c.get("/api/v1/discrepancies?status=OPEN&limit=1").await;
+    c.get("/api/v1/discrepancies?status=nope").await;
+    let id = list["discrepancies"][0]["id"].as_str().unwrap().to_string();
+    c.get(&format!("/api/v1/discrepancies/{id}")).await;
+    c.get("/api/v1/discrepancies/00000000-0000-0000-0000-000000000000")
+        .await;
+    c.post(
+        &format!("/api/v1/discrepancies/{id}/resolve"),
+        json!({"status": "INVESTIGATING", "note": "looking"}),
+    )
+    .await;
+    c.post(
+        &format!("/api/v1/discrepancies/{id}/resolve"),
+        json!({"status": "RESOLVED", "action": "adjust"}),
+    )
+    .await;
+    c.post(
+        &format!("/api/v1/discrepancies/{id}/resolve"),
+        json!({"status": "IGNORED"}),
+    )
+    .await; // 409
+    c.post(
+        &format!("/api/v1/discrepancies/{id}/resolve"),
+        json!({"status": "DONE"}),
+    )
+    .await; // 422
+    c.post(
+        "/api/v1/discrepancies/resolve",
+        json!({"ids": [id, "x"], "status": "IGNORED"}),
+    )
+    .await;
+    c.post(
+        "/api/v1/discrepancies/resolve",
+        json!({"ids": [], "status": "IGNORED"}),
+    )
+    .await; // 422
+
+    let all: BTreeSet<(String, String)> = c.spec.operations.iter().cloned().collect();
+    let missed: Vec<_> = all.difference(&c.seen).collect();
+    assert!(
+        missed.is_empty(),
+        "operations in openapi.yaml this test never called: {missed:?}"
+    );
+}
