@@ -8,7 +8,7 @@ export AWS_EC2_METADATA_DISABLED ?= true
 export AWS_ENDPOINT_URL_SQS ?= http://127.0.0.1:4566
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: run setup services test fmt clippy unit clean-test-data
+.PHONY: run setup services test clean-test-data ci-extra lint-iac sam-build invoke-events bench
 
 ## Start services, create the database and queues, migrate, serve the API on 127.0.0.1:3000.
 run: services
@@ -32,3 +32,30 @@ clean-test-data:
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT datname FROM pg_database WHERE datname LIKE 'ledger_test_%'" | \
 	  while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE \"$$db\"" >/dev/null; done
+
+## Deployment checks CI runs after the tests: template lints and security scan, every event through
+## `cargo lambda invoke`, and `sam build` when its inputs changed since the last verified build.
+ci-extra: lint-iac invoke-events
+	./scripts/sam-build-if-changed.sh
+
+## cfn-lint, sam validate --lint and checkov on template.yaml (offline).
+lint-iac:
+	./devstack/scripts/services.sh --deploy-tools
+	./scripts/check-iac.sh
+
+## sam build: cargo lambda build --release --arm64 for every function, through zig. Slow when cold.
+sam-build:
+	./devstack/scripts/services.sh --deploy-tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+	@for f in .aws-sam/build/*/bootstrap; do printf '%-45s %s bytes\n' "$$f" "$$(stat -c %s "$$f")"; done
+
+## Every sample event through `cargo lambda invoke --data-file`.
+invoke-events:
+	./devstack/scripts/invoke-events.sh
+
+## Benchmarks (release build): posting, intake, binary size and start-up, reconciliation at 1M lines.
+## BENCH=posting|intake|startup|reconcile|all, BENCH_ARGS="--scale 0.1 --json bench.json"
+BENCH ?= all
+bench: services
+	cargo build --release --bins -p api -p processor -p reconciler -p migrator -p bench
+	./target/release/bench $(BENCH) $(BENCH_ARGS)
