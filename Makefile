@@ -46,6 +46,7 @@ lint-iac:
 ## sam build: cargo lambda build --release --arm64 for every function, through zig. Slow when cold.
 sam-build:
 	./devstack/scripts/services.sh --deploy-tools
+	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
 	@for f in .aws-sam/build/*/bootstrap; do printf '%-45s %s bytes\n' "$$f" "$$(stat -c %s "$$f")"; done
 
