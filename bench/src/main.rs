@@ -11,6 +11,7 @@
 //!
 //! Needs the local services (`make services`); creates its own database `ledger_bench`.
 
+mod evidence;
 mod intake;
 mod naive;
 mod posting;

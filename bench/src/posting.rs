@@ -19,6 +19,7 @@ use shared::store::{self, invariants};
 use shared::testkit;
 use shared::transfers::{IdempotencyKey, Transfer, TransferMessage};
 
+use crate::evidence::{self, WaitSampler};
 use crate::naive;
 use crate::report::{Report, quantile, sorted};
 
@@ -55,6 +56,8 @@ pub enum Engine {
 }
 
 pub struct Outcome {
+    pub waits: String,
+    pub cpu_busy: f64,
     pub transfers: usize,
     pub elapsed: Duration,
     pub batch_ms: Vec<f64>,
@@ -264,9 +267,13 @@ pub async fn scenario(
             anyhow::Ok(latencies)
         });
     }
+    let sampler = WaitSampler::start(&url, "ledger_bench").await?;
+    let cpu_before = evidence::cpu_times();
     let started = Instant::now();
     let results = join_spawned(workers).await;
     let elapsed = started.elapsed();
+    let cpu_busy = evidence::busy_percent(cpu_before, evidence::cpu_times());
+    let waits = sampler.finish().await?;
     let mut batch_ms = Vec::new();
     for r in results {
         batch_ms.extend(r?);
@@ -283,6 +290,8 @@ pub async fn scenario(
         .await?
         .get(0);
     Ok(Outcome {
+        waits,
+        cpu_busy,
         transfers: n,
         elapsed,
         batch_ms: sorted(batch_ms),
@@ -333,7 +342,7 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
     };
     let section = report.section(
         "posting (processor handler, SqsEvent batches of 10, PostgreSQL with fsync + synchronous_commit on)",
-        &["scenario", "engine", "invocations", "transfers", "seconds", "transfers/s", "vs naive", "batch p50 ms", "batch p99 ms", "posted", "invariants"],
+        &["scenario", "engine", "invocations", "transfers", "seconds", "transfers/s", "vs naive", "batch p50 ms", "batch p99 ms", "posted", "invariants", "CPU busy", "PostgreSQL waits (sampled)"],
     );
     for (shape, engine, concurrency, o) in &rows {
         let ratio = match (engine, baseline(*shape)) {
@@ -359,8 +368,11 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
             } else {
                 "BROKEN".into()
             },
+            format!("{:.0}%", o.cpu_busy),
+            o.waits.clone(),
         ]);
     }
+    section.note("CPU busy = both cores, bench process and PostgreSQL together; waits = pg_stat_activity of the active backends every 5 ms (CPU = running, no wait event)");
     section.note("naive = the same transfers, one database transaction per message with row-by-row statements (its 'batch' latency is 10 messages in a row)");
     section.note(
         "each invocation has its own connection; the database is recreated for every scenario",

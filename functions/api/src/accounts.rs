@@ -9,8 +9,6 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,7 +20,7 @@ use shared::transfers::parse_amount_json;
 use shared::validation::ValidationError;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, query_params};
+use crate::extract::{ClientId, JsonBody, page, query_params};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Deserialize)]
@@ -180,22 +178,6 @@ pub async fn balance(
     })))
 }
 
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
-
-fn encode_cursor(c: LedgerCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", c.posted_at.timestamp_micros(), c.id))
-}
-
-fn decode_cursor(s: &str) -> Option<LedgerCursor> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
-    let (micros, id) = raw.split_once('.')?;
-    Some(LedgerCursor {
-        posted_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id: id.parse().ok()?,
-    })
-}
-
 pub async fn ledger(
     State(state): State<AppState>,
     ClientId(client): ClientId,
@@ -203,31 +185,14 @@ pub async fn ledger(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let params = query_params(query.as_deref(), &["limit", "cursor"])?;
-    let mut limit = DEFAULT_PAGE;
+    let mut limit = page::DEFAULT_PAGE;
     let mut cursor = None;
     for (k, v) in params {
         if k == "limit" {
-            limit = v
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_limit",
-                        format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                    )
-                    .field("limit")
-                })?;
+            limit = page::limit(&v)?;
         } else {
-            cursor = Some(decode_cursor(&v).ok_or_else(|| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_cursor",
-                    "cursor must be a nextCursor value returned by this route",
-                )
-                .field("cursor")
-            })?);
+            let (posted_at, id) = page::cursor(&v)?;
+            cursor = Some(LedgerCursor { posted_at, id });
         }
     }
     let account = visible_account(&state, &client, &id).await?;
@@ -252,22 +217,6 @@ pub async fn ledger(
         .collect();
     Ok(Json(json!({
         "entries": entries,
-        "nextCursor": next.map(encode_cursor),
+        "nextCursor": next.map(|c| page::encode_cursor(c.posted_at, c.id)),
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = LedgerCursor {
-            posted_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
-            id: 42,
-        };
-        assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));
-        assert_eq!(decode_cursor("not-a-cursor"), None);
-        assert_eq!(decode_cursor(""), None);
-    }
 }

@@ -187,3 +187,76 @@ pub fn query_params(
     }
     Ok(out)
 }
+
+/// Keyset pagination: `limit` (1 to `MAX_PAGE`, default `DEFAULT_PAGE`) and an opaque `cursor`, a
+/// position (timestamp, id) encoded as base64url.
+pub mod page {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use axum::http::StatusCode;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use chrono::{DateTime, Utc};
+
+    use crate::problem::Problem;
+
+    pub const DEFAULT_PAGE: usize = 50;
+    pub const MAX_PAGE: usize = 500;
+
+    pub fn encode_cursor(at: DateTime<Utc>, id: impl Display) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}.{id}", at.timestamp_micros()))
+    }
+
+    pub fn decode_cursor<T: FromStr>(s: &str) -> Option<(DateTime<Utc>, T)> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+        let (micros, id) = raw.split_once('.')?;
+        Some((
+            DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id.parse().ok()?,
+        ))
+    }
+
+    pub fn limit(value: &str) -> Result<usize, Problem> {
+        value
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                )
+                .field("limit")
+            })
+    }
+
+    pub fn cursor<T: FromStr>(value: &str) -> Result<(DateTime<Utc>, T), Problem> {
+        decode_cursor(value).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "cursor must be a nextCursor value returned by this route",
+            )
+            .field("cursor")
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cursors_round_trip_and_reject_garbage() {
+            let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+            assert_eq!(decode_cursor::<i64>(&encode_cursor(at, 42)), Some((at, 42)));
+            let id = uuid::Uuid::now_v7();
+            assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+            assert_eq!(decode_cursor::<i64>("not-a-cursor"), None);
+            assert_eq!(decode_cursor::<i64>(""), None);
+            assert!(limit("0").is_err() && limit("501").is_err() && limit("ten").is_err());
+            assert_eq!(limit("500").unwrap(), 500);
+        }
+    }
+}

@@ -5,9 +5,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,7 +26,7 @@ use shared::transfers::{IdempotencyKey, Transfer};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, RawBody, media_type, parse_json, query_params};
+use crate::extract::{ClientId, JsonBody, RawBody, media_type, page, parse_json, query_params};
 use crate::problem::{ApiResult, Problem};
 use crate::transactions::intake_problem;
 
@@ -508,19 +506,6 @@ fn known_kind(kind: &str) -> bool {
     DiscrepancyKind::parse(kind).is_some() || INTERNAL_KINDS.contains(&kind)
 }
 
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{id}", at.timestamp_micros()))
-}
-
-fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
-    let (micros, id) = raw.split_once('.')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id.parse().ok()?,
-    ))
-}
-
 pub async fn list_discrepancies(
     State(state): State<AppState>,
     ClientId(client): ClientId,
@@ -531,7 +516,7 @@ pub async fn list_discrepancies(
         &["status", "accountId", "kind", "limit", "cursor"],
     )?;
     let mut filter = DiscrepancyFilter::default();
-    let mut limit = 50usize;
+    let mut limit = page::DEFAULT_PAGE;
     let mut cursor = None;
     for (k, v) in params {
         match k.as_str() {
@@ -550,30 +535,8 @@ pub async fn list_discrepancies(
                 ));
             }
             "accountId" => filter.account_id = Some(v),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| {
-                        Problem::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_limit",
-                            "limit must be a whole number from 1 to 500",
-                        )
-                        .field("limit")
-                    })?;
-            }
-            _ => {
-                cursor = Some(decode_cursor(&v).ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_cursor",
-                        "cursor must be a nextCursor value returned by this route",
-                    )
-                    .field("cursor")
-                })?);
-            }
+            "limit" => limit = page::limit(&v)?,
+            _ => cursor = Some(page::cursor(&v)?),
         }
     }
     let (items, next) = store::list_discrepancies(&state.db, &client, &filter, limit, cursor)
@@ -581,7 +544,7 @@ pub async fn list_discrepancies(
         .map_err(db)?;
     Ok(Json(json!({
         "discrepancies": items.iter().map(discrepancy_json).collect::<Vec<_>>(),
-        "nextCursor": next.map(|(at, id)| encode_cursor(at, id)),
+        "nextCursor": next.map(|(at, id)| page::encode_cursor(at, id)),
     })))
 }
 
@@ -893,14 +856,6 @@ pub async fn resolve_many(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip() {
-        let at = DateTime::from_timestamp_micros(1_800_000_000_000_001).unwrap();
-        let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
-        assert_eq!(decode_cursor("???"), None);
-    }
 
     #[test]
     fn kinds() {

@@ -4,7 +4,9 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::statements::{self, ParseOptions, StatementError, StatementFormat};
+use super::statements::{
+    self, LineError, ParseOptions, ParsedLine, StatementError, StatementFormat,
+};
 use crate::store::reconciliation as store;
 use crate::store::{PgPool, StoreError};
 
@@ -50,6 +52,29 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// What happened to one parsed line: rejected with its error, or `status_of` the good line.
+fn line_result(
+    line: &Result<ParsedLine, LineError>,
+    status_of: impl Fn(&ParsedLine) -> &'static str,
+) -> LineResult {
+    match line {
+        Ok(l) => LineResult {
+            line: l.line_no,
+            external_id: Some(l.external_id.clone()),
+            status: status_of(l),
+            code: None,
+            reason: None,
+        },
+        Err(e) => LineResult {
+            line: e.line_no,
+            external_id: None,
+            status: "rejected",
+            code: Some(e.code),
+            reason: Some(e.reason.clone()),
+        },
+    }
+}
+
 pub fn content_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -67,25 +92,7 @@ pub async fn import_statement(
     let parsed = statements::parse_statement(bytes, format, options)?;
     let rejected = parsed.iter().filter(|l| l.is_err()).count();
     if rejected > 0 && !best_effort {
-        let lines = parsed
-            .iter()
-            .map(|l| match l {
-                Ok(l) => LineResult {
-                    line: l.line_no,
-                    external_id: Some(l.external_id.clone()),
-                    status: "valid",
-                    code: None,
-                    reason: None,
-                },
-                Err(e) => LineResult {
-                    line: e.line_no,
-                    external_id: None,
-                    status: "rejected",
-                    code: Some(e.code),
-                    reason: Some(e.reason.clone()),
-                },
-            })
-            .collect();
+        let lines = parsed.iter().map(|l| line_result(l, |_| "valid")).collect();
         return Err(ImportError::Rejected { rejected, lines });
     }
     let good: Vec<_> = parsed
@@ -112,25 +119,14 @@ pub async fn import_statement(
         stored.imported.iter().map(String::as_str).collect();
     let lines: Vec<LineResult> = parsed
         .iter()
-        .map(|l| match l {
-            Ok(l) => LineResult {
-                line: l.line_no,
-                external_id: Some(l.external_id.clone()),
-                status: if imported.contains(l.external_id.as_str()) {
+        .map(|l| {
+            line_result(l, |ok| {
+                if imported.contains(ok.external_id.as_str()) {
                     "imported"
                 } else {
                     "duplicate"
-                },
-                code: None,
-                reason: None,
-            },
-            Err(e) => LineResult {
-                line: e.line_no,
-                external_id: None,
-                status: "rejected",
-                code: Some(e.code),
-                reason: Some(e.reason.clone()),
-            },
+                }
+            })
         })
         .collect();
     Ok(ImportReport {

@@ -419,56 +419,39 @@ pub async fn save_run(
         }
     }
 
-    let cleared = match scope {
+    // The open discrepancies of the scope this run did not see again are cleared by it.
+    let (client, account, from, to, kinds) = match scope {
         Scope::AccountWindow {
             client_id,
             account_id,
             from,
             to,
             kinds,
-        } => {
-            tx.query(
-                "WITH cleared AS (
-                     SELECT id, status FROM discrepancies
-                     WHERE client_id = $2 AND account_id = $3 AND kind = ANY($6)
-                       AND status IN ('OPEN', 'INVESTIGATING') AND last_seen_run <> $1
-                       AND (booked_on IS NULL OR booked_on BETWEEN $4 AND $5)
-                     FOR UPDATE
-                 ), updated AS (
-                     UPDATE discrepancies d
-                     SET status = 'RESOLVED', cleared_by_run = $1, updated_at = now(),
-                         resolution = jsonb_build_object('clearedByRun', $1::uuid)
-                     FROM cleared c WHERE d.id = c.id
-                 )
-                 INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
-                 SELECT id, $7, status, 'RESOLVED', 'no longer found: cleared by this run',
-                        jsonb_build_object('clearedByRun', $1::uuid)
-                 FROM cleared RETURNING discrepancy_id",
-                &[&run.id, client_id, account_id, from, to, kinds, &SYSTEM_ACTOR],
-            )
-            .await?
-        }
-        Scope::Kinds(kinds) => {
-            tx.query(
-                "WITH cleared AS (
-                     SELECT id, status FROM discrepancies
-                     WHERE kind = ANY($2) AND status IN ('OPEN', 'INVESTIGATING') AND last_seen_run <> $1
-                     FOR UPDATE
-                 ), updated AS (
-                     UPDATE discrepancies d
-                     SET status = 'RESOLVED', cleared_by_run = $1, updated_at = now(),
-                         resolution = jsonb_build_object('clearedByRun', $1::uuid)
-                     FROM cleared c WHERE d.id = c.id
-                 )
-                 INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
-                 SELECT id, $3, status, 'RESOLVED', 'no longer found: cleared by this run',
-                        jsonb_build_object('clearedByRun', $1::uuid)
-                 FROM cleared RETURNING discrepancy_id",
-                &[&run.id, kinds, &SYSTEM_ACTOR],
-            )
-            .await?
-        }
+        } => (Some(client_id), Some(account_id), Some(*from), Some(*to), kinds),
+        Scope::Kinds(kinds) => (None, None, None, None, kinds),
     };
+    let cleared = tx
+        .query(
+            "WITH cleared AS (
+                 SELECT id, status FROM discrepancies
+                 WHERE kind = ANY($6) AND status IN ('OPEN', 'INVESTIGATING') AND last_seen_run <> $1
+                   AND ($2::text IS NULL OR client_id = $2)
+                   AND ($3::text IS NULL OR account_id = $3)
+                   AND ($4::date IS NULL OR booked_on IS NULL OR booked_on BETWEEN $4 AND $5)
+                 FOR UPDATE
+             ), updated AS (
+                 UPDATE discrepancies d
+                 SET status = 'RESOLVED', cleared_by_run = $1, updated_at = now(),
+                     resolution = jsonb_build_object('clearedByRun', $1::uuid)
+                 FROM cleared c WHERE d.id = c.id
+             )
+             INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+             SELECT id, $7, status, 'RESOLVED', 'no longer found: cleared by this run',
+                    jsonb_build_object('clearedByRun', $1::uuid)
+             FROM cleared RETURNING discrepancy_id",
+            &[&run.id, &client, &account, &from, &to, kinds, &SYSTEM_ACTOR],
+        )
+        .await?;
     stats.cleared = cleared.len();
     tx.commit().await?;
     Ok(stats)
