@@ -77,7 +77,9 @@ fn generate(n: usize) -> (Vec<Transfer>, Vec<Line>, usize) {
         match i % 1000 {
             1 => planted += 1, // missing from the statement
             2 => {
-                planted += 1; // off by a cent
+                // Off by a cent: an AMOUNT_MISMATCH under its reference; without one, the line and
+                // the transfer no longer pair: one MISSING_IN_LEDGER and one MISSING_IN_STATEMENT.
+                planted += if reference.is_some() { 1 } else { 2 };
                 lines.push(Line {
                     external_id: format!("L{i}"),
                     day: line_day,
@@ -233,7 +235,7 @@ async fn load(url: &str, transfers: &[Transfer], lines: &[Line]) -> anyhow::Resu
     .context("loading entries")?;
     client
         .execute(
-            "UPDATE account_balances SET balance = CASE account_id WHEN 'bank' THEN $1 ELSE $2 END",
+            "UPDATE account_balances SET balance = CASE account_id WHEN 'bank' THEN $1::numeric ELSE $2::numeric END",
             &[&bank, &world],
         )
         .await?;
@@ -276,6 +278,13 @@ async fn load(url: &str, transfers: &[Transfer], lines: &[Line]) -> anyhow::Resu
 async fn naive_sample(url: &str, transfers: &[Transfer], sample: usize) -> anyhow::Result<f64> {
     let pool = store::pool(url, 1)?;
     let conn = pool.get().await?;
+    // The indexes such an implementation would add for its lookups (created after our run).
+    conn.batch_execute(
+        "CREATE INDEX IF NOT EXISTS naive_reference ON statement_lines (account_id, reference);
+         CREATE INDEX IF NOT EXISTS naive_amount ON statement_lines (account_id, amount, booked_on);
+         ANALYZE statement_lines;",
+    )
+    .await?;
     let by_ref = conn
         .prepare("SELECT id FROM statement_lines WHERE account_id = 'bank' AND reference = $1 AND amount = $2 LIMIT 1")
         .await?;
@@ -355,7 +364,7 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
         ("steps", steps.join(", ")),
         ("matched lines", result.matched_lines.to_string()),
         (
-            "discrepancies found / planted",
+            "discrepancies found / expected from the plants",
             format!("{discrepancies} / {planted}"),
         ),
         (
@@ -369,7 +378,9 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
     ] {
         section.row(vec![k.to_string(), v]);
     }
-    section.note("setup (generating and COPYing the ledger and the statement) is not timed");
+    section.note(
+        "setup (generating and COPYing the ledger and the statement) is not timed; the naive baseline gets indexes on statement_lines (account_id, reference) and (account_id, amount, booked_on)",
+    );
     section.note("planted: 0.1% each of lines missing, amounts off by a cent, duplicated lines, lines the ledger lacks");
     Ok(())
 }

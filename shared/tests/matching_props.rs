@@ -407,9 +407,9 @@ fn check_greedy(
     Ok(())
 }
 
-/// Replays the passes' choices from the outcome: exact reference pairs, payout batches, reference
-/// mismatches and amount-and-date pairs must each be exactly the greedy choice among the lines and
-/// postings that reached that step.
+/// Replays the passes' choices from the outcome: exact reference pairs, payout batches and reference
+/// mismatches must each be exactly the greedy choice among the lines and postings that reached that
+/// step; amount-and-date pairs must be a maximum matching.
 fn check_pass_choices(
     lines: &[StatementLine],
     items: &[LedgerItem],
@@ -552,13 +552,84 @@ fn check_pass_choices(
         })
         .collect();
     let drift = u64::from(config.date_drift_days);
-    check_greedy(
+    check_maximum(
         "amount and date",
         &open_lines,
         &open_items,
         |l, i| same_money(l, i) && (l.booked - i.booked).num_days().unsigned_abs() <= drift,
         &pairs_of(MatchRule::AmountAndDate),
     )?;
+    Ok(())
+}
+
+/// The amount-and-date step matches as many pairs as can be matched (closest first wherever that
+/// costs no match): its pairs are candidates, one to one, and as many as a maximum matching has
+/// (computed here independently, by Kuhn's algorithm over every candidate pair).
+fn check_maximum(
+    step: &str,
+    lines: &[&StatementLine],
+    items: &[&LedgerItem],
+    candidate: impl Fn(&StatementLine, &LedgerItem) -> bool,
+    chosen: &[(i64, Uuid)],
+) -> Result<(), TestCaseError> {
+    let line_ids: HashSet<i64> = lines.iter().map(|l| l.id).collect();
+    let item_ids: HashSet<Uuid> = items.iter().map(|i| i.transaction_id).collect();
+    let mut seen_lines = HashSet::new();
+    let mut seen_items = HashSet::new();
+    for (line_id, tid) in chosen {
+        prop_assert!(
+            line_ids.contains(line_id) && item_ids.contains(tid),
+            "{}: chose outside the step",
+            step
+        );
+        let line = lines.iter().find(|l| l.id == *line_id).unwrap();
+        let item = items.iter().find(|i| i.transaction_id == *tid).unwrap();
+        prop_assert!(candidate(line, item), "{}: chose a non-candidate", step);
+        prop_assert!(
+            seen_lines.insert(*line_id) && seen_items.insert(*tid),
+            "{}: not one to one",
+            step
+        );
+    }
+    let edges: Vec<Vec<usize>> = lines
+        .iter()
+        .map(|l| {
+            (0..items.len())
+                .filter(|&q| candidate(l, items[q]))
+                .collect()
+        })
+        .collect();
+    fn kuhn(
+        p: usize,
+        edges: &[Vec<usize>],
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+    ) -> bool {
+        for &q in &edges[p] {
+            if !seen[q] {
+                seen[q] = true;
+                if owner[q].is_none_or(|o| kuhn(o, edges, seen, owner)) {
+                    owner[q] = Some(p);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut owner = vec![None; items.len()];
+    let mut maximum = 0;
+    for p in 0..lines.len() {
+        let mut seen = vec![false; items.len()];
+        if kuhn(p, &edges, &mut seen, &mut owner) {
+            maximum += 1;
+        }
+    }
+    prop_assert_eq!(
+        chosen.len(),
+        maximum,
+        "{}: fewer pairs than a maximum matching",
+        step
+    );
     Ok(())
 }
 

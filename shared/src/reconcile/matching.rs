@@ -748,6 +748,116 @@ fn pair_closest(
         }
         _ => {}
     }
+    let start = pairs.len();
+    pair_closest_greedy(lines, items, line_day, item_day, max_distance, pairs);
+    if let Some(max) = max_distance {
+        augment(lines, items, line_day, item_day, max, pairs, start);
+    }
+}
+
+/// Closest-first can strand a pair: lines on days 12 and 15, postings on days 10 and 13, drift 2:
+/// (12, 13) is closest, and then 15 and 10 are too far apart, although (12, 10) and (15, 13) would
+/// match both. This looks for augmenting paths from each stranded line (Kuhn's algorithm over the
+/// lines and postings within the drift, closest candidates first), so the pass matches as many as
+/// can match, keeping closest-first pairs wherever that costs nothing. Bounded work per group.
+fn augment(
+    lines: &[usize],
+    items: &[usize],
+    line_day: &[i32],
+    item_day: &[i32],
+    max: u32,
+    pairs: &mut Vec<(usize, usize)>,
+    start: usize,
+) {
+    const NONE: usize = usize::MAX;
+    if pairs.len() - start == lines.len().min(items.len()) {
+        return;
+    }
+    let line_pos: HashMap<usize, usize> = lines.iter().enumerate().map(|(p, &l)| (l, p)).collect();
+    let item_pos: HashMap<usize, usize> = items.iter().enumerate().map(|(q, &i)| (i, q)).collect();
+    let mut state = Augment {
+        days: items.iter().map(|&i| item_day[i]).collect(),
+        line_days: lines.iter().map(|&l| line_day[l]).collect(),
+        max: max as i32,
+        match_line: vec![NONE; lines.len()],
+        match_item: vec![NONE; items.len()],
+        visited: vec![0; items.len()],
+        round: 0,
+        budget: 64 * (lines.len() + items.len()),
+    };
+    for &(l, i) in &pairs[start..] {
+        let (p, q) = (line_pos[&l], item_pos[&i]);
+        state.match_line[p] = q;
+        state.match_item[q] = p;
+    }
+    for p in 0..lines.len() {
+        if state.match_line[p] == NONE && state.budget > 0 {
+            state.round += 1;
+            state.try_line(p, 0);
+        }
+    }
+    pairs.truncate(start);
+    for (p, &q) in state.match_line.iter().enumerate() {
+        if q != NONE {
+            pairs.push((lines[p], items[q]));
+        }
+    }
+}
+
+struct Augment {
+    /// Posting days, ascending.
+    days: Vec<i32>,
+    line_days: Vec<i32>,
+    max: i32,
+    match_line: Vec<usize>,
+    match_item: Vec<usize>,
+    visited: Vec<u32>,
+    round: u32,
+    budget: usize,
+}
+
+impl Augment {
+    const MAX_DEPTH: usize = 256;
+
+    fn try_line(&mut self, p: usize, depth: usize) -> bool {
+        if depth > Self::MAX_DEPTH {
+            return false;
+        }
+        let day = self.line_days[p];
+        let lo = self.days.partition_point(|&d| d < day - self.max);
+        let hi = self.days.partition_point(|&d| d <= day + self.max);
+        let mut candidates: Vec<usize> = (lo..hi).collect();
+        candidates.sort_by_key(|&q| (self.days[q].abs_diff(day), q));
+        for q in candidates {
+            if self.budget == 0 {
+                return false;
+            }
+            self.budget -= 1;
+            if self.visited[q] == self.round {
+                continue;
+            }
+            self.visited[q] = self.round;
+            let holder = self.match_item[q];
+            if holder == usize::MAX || self.try_line(holder, depth + 1) {
+                self.match_line[p] = q;
+                self.match_item[q] = p;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The greedy closest-first pairing of [`pair_closest`].
+fn pair_closest_greedy(
+    lines: &[usize],
+    items: &[usize],
+    line_day: &[i32],
+    item_day: &[i32],
+    max_distance: Option<u32>,
+    pairs: &mut Vec<(usize, usize)>,
+) {
+    let within = |distance: u32| max_distance.is_none_or(|max| distance <= max);
 
     let mut buckets: Vec<Bucket> = Vec::new();
     for (position, &item) in items.iter().enumerate() {
@@ -1330,6 +1440,35 @@ mod tests {
             [matched(2, &[1], MatchRule::AmountAndDate)]
         );
         assert_eq!(found(&outcome), [missing_in_ledger(1)]);
+    }
+
+    #[test]
+    fn closest_first_never_strands_a_pair_that_could_match() {
+        // Drift 2: closest first would take (day 12, day 13) and leave 15 and 10 too far apart;
+        // matching 12 with 10 and 15 with 13 matches both.
+        let outcome = run(
+            &[line(1, "8.00", 12, None), line(2, "8.00", 15, None)],
+            &[item(1, "8.00", 10, None), item(2, "8.00", 13, None)],
+        );
+        assert_eq!(
+            outcome.matches,
+            [
+                matched(1, &[1], MatchRule::AmountAndDate),
+                matched(2, &[2], MatchRule::AmountAndDate)
+            ]
+        );
+        assert!(found(&outcome).is_empty());
+
+        // A longer chain: every line can match only by shifting its neighbours.
+        let lines: Vec<_> = (0..6)
+            .map(|k| line(k + 1, "8.00", 10 + 3 * k as u64, None))
+            .collect();
+        let items: Vec<_> = (0..6)
+            .map(|k| item(k + 1, "8.00", 8 + 3 * k as u64, None))
+            .collect();
+        let outcome = run(&lines, &items);
+        assert_eq!(outcome.matches.len(), 6);
+        assert!(found(&outcome).is_empty());
     }
 
     #[test]

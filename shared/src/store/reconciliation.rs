@@ -9,13 +9,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{PgPool, StoreError};
 use crate::reconcile::statements::{ParsedLine, StatementFormat};
-use crate::reconcile::{LedgerItem, Match, StatementLine};
+use crate::reconcile::{LedgerItem, Match, MatchRule, StatementLine};
 
 /// A SQL string literal (COPY takes no bind parameters).
 fn literal(s: &str) -> String {
@@ -310,21 +310,13 @@ pub async fn save_run(
     .await?;
 
     if !matches.is_empty() {
-        let sink = tx
-            .copy_in("COPY matches (run_id, statement_line_id, transaction_id, rule) FROM STDIN (FORMAT binary)")
-            .await?;
-        let writer =
-            BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::UUID, Type::TEXT]);
-        let mut writer = pin!(writer);
-        for m in matches {
-            for t in &m.transaction_ids {
-                writer
-                    .as_mut()
-                    .write(&[&run.id, &m.line_id, t, &m.rule.as_str()])
-                    .await?;
-            }
-        }
-        writer.finish().await?;
+        let chunks = pack_matches(matches);
+        let numbers: Vec<i32> = (0..chunks.len() as i32).collect();
+        tx.execute(
+            "INSERT INTO matches (run_id, chunk, pairs) SELECT $1, c.n, c.pairs FROM unnest($2::int4[], $3::bytea[]) AS c(n, pairs)",
+            &[&run.id, &numbers, &chunks],
+        )
+        .await?;
     }
 
     let mut stats = SaveStats::default();
@@ -427,7 +419,13 @@ pub async fn save_run(
             from,
             to,
             kinds,
-        } => (Some(client_id), Some(account_id), Some(*from), Some(*to), kinds),
+        } => (
+            Some(client_id),
+            Some(account_id),
+            Some(*from),
+            Some(*to),
+            kinds,
+        ),
         Scope::Kinds(kinds) => (None, None, None, None, kinds),
     };
     let cleared = tx
@@ -501,27 +499,86 @@ pub struct MatchRow {
 
 pub async fn run_matches(pool: &PgPool, run_id: Uuid) -> Result<Vec<MatchRow>, StoreError> {
     let conn = pool.get().await?;
-    let rows = conn
+    let chunks = conn
         .query(
-            "SELECT m.statement_line_id, l.external_id, l.booked_on, l.amount, l.currency::text,
-                    m.transaction_id, m.rule
-             FROM matches m JOIN statement_lines l ON l.id = m.statement_line_id
-             WHERE m.run_id = $1 ORDER BY m.statement_line_id, m.transaction_id",
+            "SELECT pairs FROM matches WHERE run_id = $1 ORDER BY chunk",
             &[&run_id],
         )
         .await?;
-    Ok(rows
+    let pairs: Vec<(i64, Uuid, MatchRule)> = chunks
         .iter()
-        .map(|r| MatchRow {
-            statement_line_id: r.get(0),
-            external_id: r.get(1),
-            booked_on: r.get(2),
-            amount: r.get(3),
-            currency: r.get(4),
-            transaction_id: r.get(5),
-            rule: r.get(6),
+        .flat_map(|r| unpack_matches(r.get::<_, &[u8]>(0)))
+        .collect();
+    let ids: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let lines: HashMap<i64, (String, NaiveDate, Decimal, String)> = conn
+        .query(
+            "SELECT id, external_id, booked_on, amount, currency::text FROM statement_lines WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .collect();
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(line, transaction_id, rule)| {
+            let (external_id, booked_on, amount, currency) = lines.get(&line)?.clone();
+            Some(MatchRow {
+                statement_line_id: line,
+                external_id,
+                booked_on,
+                amount,
+                currency,
+                transaction_id,
+                rule: rule.as_str().to_string(),
+            })
         })
         .collect())
+}
+
+const PAIR_BYTES: usize = 25;
+const PAIRS_PER_CHUNK: usize = 50_000;
+
+fn rule_code(rule: MatchRule) -> u8 {
+    match rule {
+        MatchRule::Reference => 1,
+        MatchRule::AmountAndDate => 2,
+        MatchRule::Batch => 3,
+    }
+}
+
+/// A run's (line, transaction, rule) pairs in chunks of the packed format `matches` stores.
+pub fn pack_matches(matches: &[Match]) -> Vec<Vec<u8>> {
+    let pairs = matches.iter().flat_map(|m| {
+        m.transaction_ids
+            .iter()
+            .map(move |t| (m.line_id, *t, m.rule))
+    });
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    for (n, (line, transaction, rule)) in pairs.enumerate() {
+        if n % PAIRS_PER_CHUNK == 0 {
+            chunks.push(Vec::with_capacity(PAIRS_PER_CHUNK * PAIR_BYTES));
+        }
+        let chunk = chunks.last_mut().expect("pushed above");
+        chunk.extend_from_slice(&line.to_be_bytes());
+        chunk.extend_from_slice(transaction.as_bytes());
+        chunk.push(rule_code(rule));
+    }
+    chunks
+}
+
+pub fn unpack_matches(chunk: &[u8]) -> impl Iterator<Item = (i64, Uuid, MatchRule)> + '_ {
+    chunk.chunks_exact(PAIR_BYTES).filter_map(|p| {
+        let line = i64::from_be_bytes(p[..8].try_into().ok()?);
+        let transaction = Uuid::from_slice(&p[8..24]).ok()?;
+        let rule = match p[24] {
+            1 => MatchRule::Reference,
+            2 => MatchRule::AmountAndDate,
+            3 => MatchRule::Batch,
+            _ => return None,
+        };
+        Some((line, transaction, rule))
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -774,4 +831,55 @@ pub fn count_by_kind(findings: &[Finding]) -> HashMap<String, usize> {
         *out.entry(f.kind.clone()).or_default() += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_pack_and_unpack() {
+        let t = |n: u128| Uuid::from_u128(n);
+        let matches = vec![
+            Match {
+                line_id: 1,
+                transaction_ids: vec![t(10)],
+                rule: MatchRule::Reference,
+            },
+            Match {
+                line_id: i64::MAX,
+                transaction_ids: vec![t(11), t(12)],
+                rule: MatchRule::Batch,
+            },
+            Match {
+                line_id: 7,
+                transaction_ids: vec![t(13)],
+                rule: MatchRule::AmountAndDate,
+            },
+        ];
+        let chunks = pack_matches(&matches);
+        assert_eq!(chunks.len(), 1);
+        let back: Vec<_> = chunks.iter().flat_map(|c| unpack_matches(c)).collect();
+        assert_eq!(
+            back,
+            [
+                (1, t(10), MatchRule::Reference),
+                (i64::MAX, t(11), MatchRule::Batch),
+                (i64::MAX, t(12), MatchRule::Batch),
+                (7, t(13), MatchRule::AmountAndDate)
+            ]
+        );
+        let many: Vec<Match> = (0..120_001)
+            .map(|i| Match {
+                line_id: i,
+                transaction_ids: vec![t(i as u128)],
+                rule: MatchRule::Reference,
+            })
+            .collect();
+        let chunks = pack_matches(&many);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [50_000 * 25, 50_000 * 25, 20_001 * 25]
+        );
+    }
 }
