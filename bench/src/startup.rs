@@ -101,7 +101,7 @@ pub async fn run(report: &mut Report) -> anyhow::Result<()> {
     }
     let section = report.section(
         "functions (release, stripped; native build of this machine)",
-        &["function", "binary MB", "ready p50 ms", "ready max ms"],
+        &["function", "binary MiB", "ready p50 ms", "ready max ms"],
     );
     for (name, size, samples) in rows {
         section.row(vec![
