@@ -2,7 +2,7 @@
 //! invariants, and store the run with its matches and discrepancies. The matching itself is the
 //! pure `matching` module; SQL lives in `store::reconciliation`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::{Days, NaiveDate, Utc};
@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::matching::{self, DiscrepancyKind, MatchConfig, MatchOutcome};
+use super::matching::{self, Discrepancy, DiscrepancyKind, MatchConfig, MatchOutcome};
 use super::workflow::INTERNAL_KINDS;
 use crate::config::ReconcileConfig;
 use crate::money::format_amount;
@@ -169,27 +169,14 @@ async fn account_owners(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-fn kind_totals(findings: &[Finding]) -> Value {
-    let mut by_kind: std::collections::BTreeMap<
-        &str,
-        (usize, std::collections::BTreeMap<String, Decimal>),
-    > = Default::default();
-    for f in findings {
-        let entry = by_kind.entry(f.kind.as_str()).or_default();
+/// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, for reports.
+fn kind_totals<'a>(discrepancies: impl Iterator<Item = &'a Discrepancy>) -> Value {
+    type Totals = BTreeMap<String, Decimal>;
+    let mut by_kind: BTreeMap<&'static str, (usize, Totals)> = BTreeMap::new();
+    for d in discrepancies {
+        let entry = by_kind.entry(d.kind.as_str()).or_default();
         entry.0 += 1;
-        if let Some(currency) = &f.currency {
-            let amount = match (f.kind.as_str(), f.expected, f.actual) {
-                ("AMOUNT_MISMATCH", Some(e), Some(a)) => a - e,
-                (_, _, Some(a))
-                    if f.kind != "MISSING_IN_STATEMENT" && f.kind != "CURRENCY_MISMATCH" =>
-                {
-                    a
-                }
-                (_, Some(e), _) => e,
-                _ => Decimal::ZERO,
-            };
-            *entry.1.entry(currency.clone()).or_default() += amount;
-        }
+        *entry.1.entry(d.currency.clone()).or_default() += d.amount_at_stake();
     }
     Value::Object(
         by_kind
@@ -271,33 +258,36 @@ pub async fn reconcile_account(
                     .any(|t| item_date.get(t).is_some_and(|d| inside(*d)))
         })
         .collect();
-    let mut findings = Vec::new();
-    for d in discrepancies {
-        let booked = match (d.line_id, d.transaction_ids.first()) {
-            (Some(line), _) => line_date.get(&line).copied(),
-            (None, Some(tx)) => item_date.get(tx).copied(),
-            (None, None) => None,
-        };
-        if !booked.is_some_and(inside) {
-            continue;
-        }
-        let kind = d.kind.as_str();
-        findings.push(Finding {
-            client_id: w.client_id.clone(),
-            account_id: Some(w.account_id.clone()),
-            kind: kind.into(),
-            fingerprint: fingerprint(kind, &w.account_id, d.line_id, &d.transaction_ids),
-            booked_on: booked,
-            statement_line_id: d.line_id,
-            transaction_ids: d.transaction_ids,
-            expected: d.expected,
-            actual: d.actual,
-            currency: Some(d.currency),
-            detail: d.detail,
-            data: json!({}),
-        });
-    }
-    let external_count = findings.len();
+    let day_of = |d: &Discrepancy| match (d.line_id, d.transaction_ids.first()) {
+        (Some(line), _) => line_date.get(&line).copied(),
+        (None, Some(tx)) => item_date.get(tx).copied(),
+        (None, None) => None,
+    };
+    let discrepancies: Vec<Discrepancy> = discrepancies
+        .into_iter()
+        .filter(|d| day_of(d).is_some_and(inside))
+        .collect();
+    let totals = kind_totals(discrepancies.iter());
+    let mut findings: Vec<Finding> = discrepancies
+        .into_iter()
+        .map(|d| {
+            let kind = d.kind.as_str();
+            Finding {
+                client_id: w.client_id.clone(),
+                account_id: Some(w.account_id.clone()),
+                kind: kind.into(),
+                fingerprint: fingerprint(kind, &w.account_id, d.line_id, &d.transaction_ids),
+                booked_on: day_of(&d),
+                statement_line_id: d.line_id,
+                transaction_ids: d.transaction_ids,
+                expected: d.expected,
+                actual: d.actual,
+                currency: Some(d.currency),
+                detail: d.detail,
+                data: json!({}),
+            }
+        })
+        .collect();
     findings.extend(internal_findings(pool, &checks, Some((&w.account_id, &w.client_id))).await?);
 
     let lines_in = lines.iter().filter(|l| inside(l.booked)).count();
@@ -336,7 +326,7 @@ pub async fn reconcile_account(
             "pendingLedgerItems": pending_ledger.iter().filter(|t| item_date.get(t).is_some_and(|d| inside(*d))).count(),
         },
         "matchesByRule": by_rule,
-        "discrepancies": kind_totals(&findings[..external_count]),
+        "discrepancies": totals,
         "internalChecks": {
             "unbalancedTransactions": checks.unbalanced_transactions.len(),
             "balanceDrift": checks.balance_drift.len(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -125,29 +125,29 @@ pub async fn load_statement_lines(
         literal(&from.to_string()),
         literal(&to.to_string())
     );
-    let stream = conn.copy_out(sql.as_str()).await?;
-    let types = [
-        Type::INT8,
-        Type::TEXT,
-        Type::NUMERIC,
-        Type::TEXT,
-        Type::DATE,
-        Type::TEXT,
-    ];
-    let rows = BinaryCopyOutStream::new(stream, &types);
-    let mut rows = pin!(rows);
-    let mut out = Vec::new();
-    while let Some(r) = rows.try_next().await? {
-        out.push(StatementLine {
-            id: r.try_get(0)?,
-            external_id: r.try_get(1)?,
-            amount: r.try_get(2)?,
-            currency: r.try_get(3)?,
-            booked: r.try_get(4)?,
-            reference: r.try_get(5)?,
-        });
-    }
-    Ok(out)
+    copy_out_rows(
+        &conn,
+        &sql,
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::NUMERIC,
+            Type::TEXT,
+            Type::DATE,
+            Type::TEXT,
+        ],
+        |r| {
+            Ok(StatementLine {
+                id: r.try_get(0)?,
+                external_id: r.try_get(1)?,
+                amount: r.try_get(2)?,
+                currency: r.try_get(3)?,
+                booked: r.try_get(4)?,
+                reference: r.try_get(5)?,
+            })
+        },
+    )
+    .await
 }
 
 /// Postings on an account whose (UTC) posting date is in `[from, to]`, with the transfer's
@@ -179,25 +179,42 @@ pub async fn load_ledger_items(
         literal(&end.to_rfc3339()),
         literal(&format!("{ADJUSTMENT_KEY_PREFIX}%"))
     );
-    let stream = conn.copy_out(sql.as_str()).await?;
-    let types = [
-        Type::UUID,
-        Type::NUMERIC,
-        Type::TEXT,
-        Type::DATE,
-        Type::TEXT,
-    ];
-    let rows = BinaryCopyOutStream::new(stream, &types);
+    copy_out_rows(
+        &conn,
+        &sql,
+        &[
+            Type::UUID,
+            Type::NUMERIC,
+            Type::TEXT,
+            Type::DATE,
+            Type::TEXT,
+        ],
+        |r| {
+            Ok(LedgerItem {
+                transaction_id: r.try_get(0)?,
+                amount: r.try_get(1)?,
+                currency: r.try_get(2)?,
+                booked: r.try_get(3)?,
+                reference: r.try_get(4)?,
+            })
+        },
+    )
+    .await
+}
+
+/// Runs `COPY (query) TO STDOUT (FORMAT binary)` and maps each row.
+async fn copy_out_rows<T>(
+    conn: &deadpool_postgres::Object,
+    sql: &str,
+    types: &[Type],
+    row: impl Fn(&BinaryCopyOutRow) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, StoreError> {
+    let stream = conn.copy_out(sql).await?;
+    let rows = BinaryCopyOutStream::new(stream, types);
     let mut rows = pin!(rows);
     let mut out = Vec::new();
     while let Some(r) = rows.try_next().await? {
-        out.push(LedgerItem {
-            transaction_id: r.try_get(0)?,
-            amount: r.try_get(1)?,
-            currency: r.try_get(2)?,
-            booked: r.try_get(3)?,
-            reference: r.try_get(4)?,
-        });
+        out.push(row(&r)?);
     }
     Ok(out)
 }
