@@ -17,7 +17,7 @@ use shared::clients::Clients;
 use shared::config::Config;
 use shared::store::{self, invariants};
 use shared::testkit;
-use shared::transfers::{IdempotencyKey, Transfer, TransferMessage};
+use shared::transfers::{IdempotencyKey, TransferDraft, TransferMessage};
 
 use crate::evidence::{self, WaitSampler};
 use crate::naive;
@@ -88,16 +88,17 @@ pub fn transfers(shape: Shape, n: usize, seed: u64) -> Vec<TransferMessage> {
                 Shape::HotCredit => (account(a), "merchant".to_string()),
             };
             let cents: i64 = rng.random_range(1..10_000);
-            let transfer = Transfer {
-                source_account_id: shared::accounts::AccountId::parse(&src, "s").expect("valid id"),
-                destination_account_id: shared::accounts::AccountId::parse(&dst, "d")
-                    .expect("valid id"),
+            let transfer = TransferDraft {
+                source_account_id: src,
+                destination_account_id: dst,
                 amount: Decimal::new(cents, 2),
                 currency: shared::money::Currency::parse("USD").expect("USD"),
                 reference: Some(format!("bench-{seed}-{i}")),
                 description: None,
-                metadata: serde_json::json!({}),
-            };
+                metadata: None,
+            }
+            .validate(Decimal::from(1_000_000))
+            .expect("a valid transfer");
             let key = IdempotencyKey::parse(&format!("bench-{seed}-{i}"), "k").expect("valid key");
             TransferMessage::new(CLIENT, &key, transfer)
         })

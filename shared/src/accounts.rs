@@ -14,7 +14,10 @@ pub struct AccountId(String);
 
 impl AccountId {
     pub fn parse(id: &str, field: &str) -> Result<Self, ValidationError> {
+        // `.` and `..` are path segments a URL normalises away: /accounts/.. is not an account.
         let ok = (1..=64).contains(&id.len())
+            && id != "."
+            && id != ".."
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
@@ -24,7 +27,7 @@ impl AccountId {
             Err(ValidationError::new(
                 "invalid_account_id",
                 field,
-                "account ids are 1-64 characters of letters, digits, '.', '_', ':' and '-'",
+                "account ids are 1-64 characters of letters, digits, '.', '_', ':' and '-', and not `.` or `..`",
             ))
         }
     }
@@ -107,6 +110,7 @@ pub fn parse_metadata(value: Option<Value>, field: &str) -> Result<Value, Valida
     match value {
         None | Some(Value::Null) => Ok(Value::Object(Default::default())),
         Some(v @ Value::Object(_)) => {
+            crate::validation::reject_nul_json(&v, field)?;
             if v.to_string().len() > MAX_METADATA_BYTES {
                 Err(ValidationError::new(
                     "metadata_too_large",
@@ -153,7 +157,16 @@ mod tests {
         ] {
             AccountId::parse(ok, "id").unwrap();
         }
-        for bad in ["", "has space", "slash/no", "ünï", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "has space",
+            "slash/no",
+            "ünï",
+            &"x".repeat(65),
+            ".",
+            "..",
+            "a\0",
+        ] {
             assert_eq!(
                 AccountId::parse(bad, "id").unwrap_err().code,
                 "invalid_account_id"
@@ -183,6 +196,12 @@ mod tests {
                 .unwrap_err()
                 .code,
             "invalid_field"
+        );
+        assert_eq!(
+            parse_metadata(Some(serde_json::json!({"a": ["\0"]})), "m")
+                .unwrap_err()
+                .field,
+            "m.a[0]"
         );
         let big = serde_json::json!({ "k": "x".repeat(MAX_METADATA_BYTES) });
         assert_eq!(

@@ -15,6 +15,10 @@ pub enum FailureCode {
     AccountNotFound,
     CurrencyMismatch,
     SameAccount,
+    /// The resulting balance would not fit in a decimal: refused, never wrapped or saturated.
+    BalanceOverflow,
+    /// PostgreSQL refused the message's content (SQLSTATE class 22 or 23); recorded without it.
+    RefusedByDatabase,
 }
 
 impl FailureCode {
@@ -24,6 +28,8 @@ impl FailureCode {
             Self::AccountNotFound => "account_not_found",
             Self::CurrencyMismatch => "currency_mismatch",
             Self::SameAccount => "same_account",
+            Self::BalanceOverflow => "balance_overflow",
+            Self::RefusedByDatabase => "refused_by_database",
         }
     }
 }
@@ -74,11 +80,15 @@ pub fn decide(msg: &TransferMessage, accounts: &mut HashMap<String, LockedAccoun
     if source.currency != currency || destination.currency != currency {
         return Decision::Reject(FailureCode::CurrencyMismatch);
     }
-    let source_balance_after = source.balance - t.amount;
+    let (Some(source_balance_after), Some(destination_balance_after)) = (
+        source.balance.checked_sub(t.amount),
+        destination.balance.checked_add(t.amount),
+    ) else {
+        return Decision::Reject(FailureCode::BalanceOverflow);
+    };
     if !source.overdraft_limit.allows(source_balance_after) {
         return Decision::Reject(FailureCode::InsufficientFunds);
     }
-    let destination_balance_after = destination.balance + t.amount;
     accounts.get_mut(src).expect("checked above").balance = source_balance_after;
     accounts.get_mut(dst).expect("checked above").balance = destination_balance_after;
     Decision::Post(Posting {
@@ -186,5 +196,22 @@ mod tests {
             assert_eq!(decide(&m, &mut a), Decision::Reject(code));
         }
         assert_eq!(a, accounts(), "rejections leave balances untouched");
+    }
+
+    #[test]
+    fn a_balance_that_would_overflow_is_refused_not_wrapped() {
+        let mut a = accounts();
+        a.get_mut("alice").unwrap().balance = Decimal::MAX;
+        assert_eq!(
+            decide(&msg("c1", "world", "alice", "1", "USD"), &mut a),
+            Decision::Reject(FailureCode::BalanceOverflow)
+        );
+        a.get_mut("world").unwrap().balance = Decimal::MIN;
+        a.get_mut("alice").unwrap().balance = Decimal::ZERO;
+        assert_eq!(
+            decide(&msg("c1", "world", "alice", "1", "USD"), &mut a),
+            Decision::Reject(FailureCode::BalanceOverflow)
+        );
+        assert_eq!(a["alice"].balance, Decimal::ZERO);
     }
 }

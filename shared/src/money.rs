@@ -50,6 +50,24 @@ impl fmt::Display for Currency {
     }
 }
 
+/// The largest amount, in major units, anything in this ledger may carry: a transfer (whose configured
+/// `MAX_TRANSFER_AMOUNT` cannot exceed it), a statement line, an overdraft limit. 10^15 leaves room
+/// for every currency's minor units inside `Decimal`'s 96-bit mantissa and for sums of millions of
+/// such amounts, which are still checked.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// A sum or difference of amounts that does not fit in a `Decimal`. Only data that predates the
+/// bounds (or a bug) can cause it; it is reported as an error, never saturated or wrapped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("amount overflow: {0}")]
+pub struct AmountOverflow(pub String);
+
+/// `a + b`, or the overflow naming what was being added.
+pub fn checked_add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, AmountOverflow> {
+    a.checked_add(b)
+        .ok_or_else(|| AmountOverflow(format!("{what}: {a} + {b}")))
+}
+
 /// Parses a decimal written as a plain string: optional `-`, digits, optional fraction. No exponent,
 /// no `+`, no spaces, no thousands separators: what a client sends is exactly what gets posted.
 pub fn parse_decimal_str(text: &str, field: &str) -> Result<Decimal, ValidationError> {
@@ -153,8 +171,19 @@ pub fn at_currency_scale(
             format!("{currency} allows {minor} decimal places; {amount} has more"),
         ));
     }
+    if amount.abs() > MAX_AMOUNT {
+        return Err(ValidationError::new(
+            "amount_too_large",
+            field,
+            format!("{amount} exceeds the largest amount this ledger accepts ({MAX_AMOUNT})"),
+        ));
+    }
     let mut scaled = amount;
     scaled.rescale(minor);
+    // `rescale` keeps fewer decimals when the value cannot carry them: never store that.
+    if scaled.scale() != minor {
+        return Err(too_large(field, &amount.to_string()));
+    }
     Ok(scaled)
 }
 
@@ -327,6 +356,34 @@ mod tests {
         assert_eq!(format_amount(dec("-3.5000"), "USD"), "-3.50");
         assert_eq!(format_amount(dec("1500"), "JPY"), "1500");
         assert_eq!(format_amount(dec("0"), "KWD"), "0.000");
+    }
+
+    #[test]
+    fn the_ceiling_is_ten_to_the_fifteenth_and_scale_is_never_dropped() {
+        assert_eq!(MAX_AMOUNT, dec("1000000000000000"));
+        assert_eq!(
+            at_currency_scale(MAX_AMOUNT, usd(), "a")
+                .unwrap()
+                .to_string(),
+            "1000000000000000.00"
+        );
+        let huge = dec("79228162514264337593543950335");
+        assert_eq!(
+            at_currency_scale(huge, usd(), "a").unwrap_err().code,
+            "amount_too_large"
+        );
+        assert_eq!(
+            at_currency_scale(-huge, Currency::parse("JPY").unwrap(), "a")
+                .unwrap_err()
+                .code,
+            "amount_too_large"
+        );
+        assert_eq!(
+            parse_non_negative("1000000000000000.01", usd(), "o")
+                .unwrap_err()
+                .code,
+            "amount_too_large"
+        );
     }
 
     #[test]

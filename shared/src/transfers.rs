@@ -26,11 +26,15 @@ impl IdempotencyKey {
                 "an idempotency key is required: send `idempotencyKey` in the body or an `Idempotency-Key` header",
             ));
         }
-        if key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        if key.len() > 255
+            || !key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            || key == "."
+            || key == ".."
+        {
             return Err(ValidationError::new(
                 "invalid_idempotency_key",
                 field,
-                "idempotency keys are 1-255 visible ASCII characters without spaces",
+                "idempotency keys are 1-255 visible ASCII characters without spaces, and not `.` or `..` (which URLs normalise away)",
             ));
         }
         Ok(Self(key.to_string()))
@@ -71,8 +75,6 @@ impl TransferInput {
         account_currency: Option<Currency>,
         max_amount: Decimal,
     ) -> Result<Transfer, ValidationError> {
-        let source = AccountId::parse(&self.source_account_id, "source_account_id")?;
-        let destination = AccountId::parse(&self.destination_account_id, "destination_account_id")?;
         let currency = match (&self.currency, account_currency) {
             (Some(code), _) => Currency::parse(code)?,
             (None, Some(c)) => c,
@@ -84,8 +86,40 @@ impl TransferInput {
                 ));
             }
         };
-        let amount = parse_amount_json(&self.amount, "amount")?;
-        let money = Money::positive(amount, currency, max_amount, "amount")?;
+        TransferDraft {
+            source_account_id: self.source_account_id,
+            destination_account_id: self.destination_account_id,
+            amount: parse_amount_json(&self.amount, "amount")?,
+            currency,
+            reference: self.reference,
+            description: self.description,
+            metadata: self.metadata,
+        }
+        .validate(max_amount)
+    }
+}
+
+/// A transfer with its amount and currency read but nothing else checked: what the reconciliation's
+/// adjusting transfers start from, and what a client's request becomes once its amount is parsed.
+/// `validate` is the one way to a `Transfer`, so every transfer meets the same rules.
+#[derive(Clone, Debug)]
+pub struct TransferDraft {
+    pub source_account_id: String,
+    pub destination_account_id: String,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+impl TransferDraft {
+    /// The transfer rules: account ids, `0 < amount <= max_amount` at the currency's scale, bounded
+    /// texts without control characters, metadata a small object without NUL characters.
+    pub fn validate(self, max_amount: Decimal) -> Result<Transfer, ValidationError> {
+        let source = AccountId::parse(&self.source_account_id, "source_account_id")?;
+        let destination = AccountId::parse(&self.destination_account_id, "destination_account_id")?;
+        let money = Money::positive(self.amount, self.currency, max_amount, "amount")?;
         let reference = bounded_text(self.reference, "reference", MAX_REFERENCE_CHARS)?;
         let description = bounded_text(self.description, "description", MAX_DESCRIPTION_CHARS)?;
         let metadata = accounts::parse_metadata(self.metadata, "metadata")?;
@@ -93,10 +127,11 @@ impl TransferInput {
             source_account_id: source,
             destination_account_id: destination,
             amount: money.amount(),
-            currency,
+            currency: self.currency,
             reference,
             description,
             metadata,
+            validated: Validated(()),
         })
     }
 }
@@ -126,6 +161,9 @@ fn bounded_text(
     field: &str,
     max: usize,
 ) -> Result<Option<String>, ValidationError> {
+    if let Some(s) = &value {
+        crate::validation::reject_nul(s, field)?;
+    }
     match value {
         Some(s) if s.chars().count() > max => Err(ValidationError::new(
             "field_too_long",
@@ -154,6 +192,19 @@ pub struct Transfer {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub metadata: Value,
+    /// Only `TransferDraft::validate` (and reading our own queue messages) makes a `Transfer`.
+    #[serde(skip, default = "Validated::read")]
+    validated: Validated,
+}
+
+/// Proof that a `Transfer` went through validation: it has no public constructor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validated(());
+
+impl Validated {
+    fn read() -> Self {
+        Self(())
+    }
 }
 
 impl Transfer {
@@ -308,7 +359,15 @@ mod tests {
             IdempotencyKey::parse("", "k").unwrap_err().code,
             "missing_idempotency_key"
         );
-        for bad in ["has space", "tab\t", &"k".repeat(256), "naïve"] {
+        for bad in [
+            "has space",
+            "tab\t",
+            &"k".repeat(256),
+            "naïve",
+            ".",
+            "..",
+            "nul\0",
+        ] {
             assert_eq!(
                 IdempotencyKey::parse(bad, "k").unwrap_err().code,
                 "invalid_idempotency_key"

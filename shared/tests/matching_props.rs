@@ -334,7 +334,7 @@ fn check_accounting(
     )));
     prop_assert!(outcome.pending_ledger.is_sorted());
 
-    let summary = summarize(outcome);
+    let summary = summarize(outcome).unwrap();
     prop_assert_eq!(summary.matched_lines, outcome.matches.len());
     prop_assert_eq!(
         summary.matched_ledger_items,
@@ -1132,6 +1132,7 @@ proptest! {
         check_pass_choices(&planted.lines, &planted.items, &planted.config, &outcome)?;
 
         let counted: BTreeMap<DiscrepancyKind, usize> = summarize(&outcome)
+            .unwrap()
             .by_kind
             .iter()
             .map(|k| (k.kind, k.count))

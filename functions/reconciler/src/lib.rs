@@ -30,13 +30,15 @@ pub async fn handle(clients: &Clients, event: Value) -> anyhow::Result<Value> {
     let today = scheduled_day(&event);
     let settings = &clients.config.reconcile;
     let (start, end) = run::scheduled_window(today, settings);
-    let results = run::reconcile_all(&clients.db, &clients.queue, settings, today)
+    let scheduled = run::reconcile_all(&clients.db, &clients.queue, settings, today)
         .instrument(tracing::info_span!("reconcile", %today, %start, %end))
         .await?;
+    let results = &scheduled.runs;
 
     let mut metrics = Metrics::new("reconciler");
     let mut runs = Vec::new();
-    for r in &results {
+    metrics.count("FailedAccounts", scheduled.failures.len() as u64);
+    for r in results {
         metrics.count("Runs", 1);
         metrics.count("MatchedLines", r.matched_lines as u64);
         metrics.count("NewDiscrepancies", r.stats.new as u64);
@@ -57,6 +59,7 @@ pub async fn handle(clients: &Clients, event: Value) -> anyhow::Result<Value> {
         "day": today,
         "window": {"startDate": start, "endDate": end},
         "runs": runs,
+        "failedAccounts": scheduled.failures,
     }))
 }
 

@@ -32,6 +32,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::money::{self, AmountOverflow};
+
 /// One ledger posting on the reconciled account (a ledger entry joined with its transaction). The
 /// amount is signed from the account's point of view: credit > 0, debit < 0.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -165,14 +167,16 @@ impl Discrepancy {
     /// The money the discrepancy puts in doubt, in `currency`: the unmatched amount for the missing
     /// and duplicate kinds, statement minus ledger for an amount mismatch, the ledger amount for a
     /// currency mismatch.
-    pub fn amount_at_stake(&self) -> Decimal {
+    pub fn amount_at_stake(&self) -> Result<Decimal, AmountOverflow> {
         let expected = self.expected.unwrap_or_default();
         let actual = self.actual.unwrap_or_default();
-        match self.kind {
+        Ok(match self.kind {
             DiscrepancyKind::MissingInLedger | DiscrepancyKind::DuplicateInStatement => actual,
             DiscrepancyKind::MissingInStatement | DiscrepancyKind::CurrencyMismatch => expected,
-            DiscrepancyKind::AmountMismatch => actual.saturating_sub(expected),
-        }
+            DiscrepancyKind::AmountMismatch => actual
+                .checked_sub(expected)
+                .ok_or_else(|| AmountOverflow(format!("amount mismatch: {actual} - {expected}")))?,
+        })
     }
 }
 
@@ -1004,15 +1008,15 @@ pub struct CurrencyTotal {
     pub gross: Decimal,
 }
 
-pub fn summarize(outcome: &MatchOutcome) -> Summary {
+pub fn summarize(outcome: &MatchOutcome) -> Result<Summary, AmountOverflow> {
     let by_kind = DiscrepancyKind::ALL
         .into_iter()
-        .map(|kind| {
+        .map(|kind| -> Result<KindSummary, AmountOverflow> {
             let mut totals: Vec<CurrencyTotal> = Vec::new();
             let mut count = 0;
             for discrepancy in outcome.discrepancies.iter().filter(|d| d.kind == kind) {
                 count += 1;
-                let amount = discrepancy.amount_at_stake();
+                let amount = discrepancy.amount_at_stake()?;
                 let total = match totals
                     .binary_search_by(|t| t.currency.as_str().cmp(&discrepancy.currency))
                 {
@@ -1029,17 +1033,17 @@ pub fn summarize(outcome: &MatchOutcome) -> Summary {
                         &mut totals[at]
                     }
                 };
-                total.net = total.net.saturating_add(amount);
-                total.gross = total.gross.saturating_add(amount.abs());
+                total.net = money::checked_add(total.net, amount, "net total")?;
+                total.gross = money::checked_add(total.gross, amount.abs(), "gross total")?;
             }
-            KindSummary {
+            Ok(KindSummary {
                 kind,
                 count,
                 totals,
-            }
+            })
         })
-        .collect();
-    Summary {
+        .collect::<Result<_, _>>()?;
+    Ok(Summary {
         matched_lines: outcome.matches.len(),
         matched_ledger_items: outcome
             .matches
@@ -1049,7 +1053,7 @@ pub fn summarize(outcome: &MatchOutcome) -> Summary {
         pending_ledger_items: outcome.pending_ledger.len(),
         discrepancies: outcome.discrepancies.len(),
         by_kind,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -1686,7 +1690,7 @@ mod tests {
                 item(6, "20.00", 1, Some("P")),
             ],
         );
-        let summary = summarize(&outcome);
+        let summary = summarize(&outcome).unwrap();
         assert_eq!(summary.matched_lines, 2);
         assert_eq!(summary.matched_ledger_items, 3);
         assert_eq!(summary.pending_ledger_items, 1);

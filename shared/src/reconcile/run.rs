@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::matching::{self, Discrepancy, DiscrepancyKind, MatchConfig, MatchOutcome};
 use super::workflow::INTERNAL_KINDS;
 use crate::config::ReconcileConfig;
-use crate::money::format_amount;
+use crate::money::{AmountOverflow, checked_add, format_amount};
 use crate::queue::Queue;
 use crate::store::invariants::{self, InvariantReport};
 use crate::store::reconciliation::{self as store, Finding, RunRecord, SaveStats, Scope};
@@ -169,16 +169,31 @@ async fn account_owners(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Why a run did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// PostgreSQL failed (retryable).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A total over the run's amounts does not fit in a decimal (only data stored before the
+    /// amount bounds existed can cause it): the run is refused, never reported with a wrong total.
+    #[error(transparent)]
+    Overflow(#[from] AmountOverflow),
+}
+
 /// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, for reports.
-fn kind_totals<'a>(discrepancies: impl Iterator<Item = &'a Discrepancy>) -> Value {
+fn kind_totals<'a>(
+    discrepancies: impl Iterator<Item = &'a Discrepancy>,
+) -> Result<Value, AmountOverflow> {
     type Totals = BTreeMap<String, Decimal>;
     let mut by_kind: BTreeMap<&'static str, (usize, Totals)> = BTreeMap::new();
     for d in discrepancies {
         let entry = by_kind.entry(d.kind.as_str()).or_default();
         entry.0 += 1;
-        *entry.1.entry(d.currency.clone()).or_default() += d.amount_at_stake();
+        let total = entry.1.entry(d.currency.clone()).or_default();
+        *total = checked_add(*total, d.amount_at_stake()?, d.kind.as_str())?;
     }
-    Value::Object(
+    Ok(Value::Object(
         by_kind
             .into_iter()
             .map(|(kind, (count, totals))| {
@@ -192,7 +207,7 @@ fn kind_totals<'a>(discrepancies: impl Iterator<Item = &'a Discrepancy>) -> Valu
                 (kind.to_string(), json!({"count": count, "totals": totals}))
             })
             .collect(),
-    )
+    ))
 }
 
 /// Reconciles one account's window and stores the run.
@@ -200,7 +215,7 @@ pub async fn reconcile_account(
     pool: &PgPool,
     settings: &ReconcileConfig,
     w: &AccountWindow,
-) -> Result<RunResult, StoreError> {
+) -> Result<RunResult, RunError> {
     let started_at = Utc::now();
     let mut timings = Vec::new();
     let since = |clock: Instant| clock.elapsed().as_secs_f64() * 1000.0;
@@ -267,7 +282,7 @@ pub async fn reconcile_account(
         .into_iter()
         .filter(|d| day_of(d).is_some_and(inside))
         .collect();
-    let totals = kind_totals(discrepancies.iter());
+    let totals = kind_totals(discrepancies.iter())?;
     let mut findings: Vec<Finding> = discrepancies
         .into_iter()
         .map(|d| {
@@ -381,16 +396,36 @@ pub fn scheduled_window(today: NaiveDate, settings: &ReconcileConfig) -> (NaiveD
     )
 }
 
+/// An account the scheduled run could not reconcile, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountFailure {
+    pub client_id: String,
+    pub account_id: String,
+    pub error: String,
+}
+
+/// What the scheduled run did: one run per account that finished, the accounts that failed (each
+/// with its error), and the ledger-wide run last.
+#[derive(Debug)]
+pub struct ScheduledRun {
+    pub runs: Vec<RunResult>,
+    pub failures: Vec<AccountFailure>,
+}
+
 /// The scheduled run: every account with imported statements, then the ledger-wide internal
-/// checks and the dead-letter queue.
+/// checks and the dead-letter queue. One account that fails is recorded with its error (in the
+/// result and in the ledger-wide run's report) and the run goes on to the next account, so one
+/// client's data can never stop everyone's reconciliation.
 pub async fn reconcile_all(
     pool: &PgPool,
     queue: &Queue,
     settings: &ReconcileConfig,
     today: NaiveDate,
-) -> Result<Vec<RunResult>, anyhow::Error> {
+) -> Result<ScheduledRun, anyhow::Error> {
     let (start, end) = scheduled_window(today, settings);
-    let mut results = Vec::new();
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
     for (account_id, client_id) in store::accounts_with_statements(pool).await? {
         let window = AccountWindow {
             client_id,
@@ -400,10 +435,20 @@ pub async fn reconcile_all(
             as_of: today,
             trigger: "schedule",
         };
-        results.push(reconcile_account(pool, settings, &window).await?);
+        match reconcile_account(pool, settings, &window).await {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                tracing::error!(account_id = %window.account_id, error = %e, "account not reconciled; going on with the next");
+                failures.push(AccountFailure {
+                    client_id: window.client_id,
+                    account_id: window.account_id,
+                    error: e.to_string(),
+                });
+            }
+        }
     }
-    results.push(reconcile_internal(pool, queue, today).await?);
-    Ok(results)
+    runs.push(reconcile_internal(pool, queue, today, &failures).await?);
+    Ok(ScheduledRun { runs, failures })
 }
 
 /// Ledger-wide invariants and transfers sitting in the dead-letter queue.
@@ -411,12 +456,20 @@ pub async fn reconcile_internal(
     pool: &PgPool,
     queue: &Queue,
     today: NaiveDate,
+    failed_accounts: &[AccountFailure],
 ) -> Result<RunResult, anyhow::Error> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let checks = invariants::check(pool).await?;
     let mut findings = internal_findings(pool, &checks, None).await?;
-    let letters = queue.scan_dead_letters(10_000).await?;
+    // Without a scan, DEAD_LETTERED findings are neither found nor cleared this run.
+    let (letters, scan_error) = match queue.scan_dead_letters(10_000).await {
+        Ok(letters) => (letters, None),
+        Err(e) => {
+            tracing::error!(error = %e, "dead-letter queue not scanned; the other checks go on");
+            (Vec::new(), Some(e.to_string()))
+        }
+    };
     for letter in &letters {
         let parsed = crate::transfers::TransferMessage::parse(&letter.body).ok();
         let id = letter
@@ -486,6 +539,8 @@ pub async fn reconcile_internal(
             "overdrawnAccounts": checks.overdrawn_accounts.len(),
             "deadLettered": letters.len(),
         },
+        "deadLetterScanError": scan_error,
+        "failedAccounts": failed_accounts,
     });
     let record = RunRecord {
         id: run_id,
@@ -498,7 +553,13 @@ pub async fn reconcile_internal(
         started_at,
         finished_at: Utc::now(),
     };
-    let scope = Scope::Kinds(INTERNAL_KINDS.iter().map(|k| k.to_string()).collect());
+    let scope = Scope::Kinds(
+        INTERNAL_KINDS
+            .iter()
+            .filter(|k| scan_error.is_none() || **k != "DEAD_LETTERED")
+            .map(|k| k.to_string())
+            .collect(),
+    );
     let stats = store::save_run(pool, &record, &report, &[], &findings, &scope).await?;
     report["discrepancyChanges"] = json!({
         "new": stats.new, "seenAgain": stats.seen_again, "reopened": stats.reopened, "cleared": stats.cleared

@@ -349,6 +349,9 @@ fn bounded(
     value: Option<&str>,
     max: usize,
 ) -> Result<Option<String>, LineError> {
+    if let Some(v) = value {
+        crate::validation::reject_nul(v, field).map_err(|e| from_validation(line_no, field, e))?;
+    }
     match non_empty(value) {
         Some(v) if v.chars().count() > max => Err(line_error(
             line_no,
@@ -412,7 +415,10 @@ fn parse_date(
             .ok(),
         None => iso_date(text),
     };
-    parsed.ok_or_else(|| {
+    let parsed = parsed.map(|d| {
+        crate::validation::check_date(d, field).map_err(|e| from_validation(line_no, field, e))
+    });
+    parsed.transpose()?.ok_or_else(|| {
         line_error(
             line_no,
             "invalid_date",

@@ -23,7 +23,8 @@ pub const INTERNAL_KINDS: [&str; 4] = [
 ];
 
 /// How much an adjusting transfer must move into the account (negative: out of it) so the ledger
-/// agrees with the statement, for the kinds an adjustment can answer.
+/// agrees with the statement, for the kinds an adjustment can answer (`None` also when the
+/// difference does not fit in a decimal: no adjustment can carry it).
 pub fn adjustment(
     kind: &str,
     expected: Option<Decimal>,
@@ -35,7 +36,7 @@ pub fn adjustment(
         // The ledger has a posting the bank never made.
         "MISSING_IN_STATEMENT" => -expected?,
         // Same payment, different amounts: post the difference.
-        "AMOUNT_MISMATCH" => actual? - expected?,
+        "AMOUNT_MISMATCH" => actual?.checked_sub(expected?)?,
         _ => return None,
     };
     (!amount.is_zero()).then_some(amount)

@@ -92,6 +92,16 @@ const WRITE_BATCH: &str = "WITH tx AS (
      )
      SELECT count(*) FROM tx";
 
+// A message whose content PostgreSQL refused, recorded FAILED without its free-form content
+// (reference, description, metadata: what the database could not store) so the client reads why.
+const RECORD_REFUSED: &str =
+    "INSERT INTO transactions (id, client_id, idempotency_key, request_hash,
+         source_account_id, destination_account_id, amount, currency, reference, description,
+         metadata, status, failure_code, accepted_at, posted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, '{}'::jsonb, 'FAILED', $9, $10,
+             statement_timestamp())
+     ON CONFLICT (client_id, idempotency_key) DO NOTHING";
+
 /// A transfer already in the ledger under a client's key.
 struct Recorded {
     transaction_id: Uuid,
@@ -179,6 +189,51 @@ pub async fn post_batch(
         let _ = conn.batch_execute("ROLLBACK").await;
     }
     result
+}
+
+/// Records one message FAILED `refused_by_database`, without its reference, description and
+/// metadata, after PostgreSQL refused its content. Returns what the ledger then holds for its key
+/// (an earlier record wins).
+pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcome, StoreError> {
+    let conn = pool.get().await?;
+    let t = &m.transfer;
+    let code = FailureCode::RefusedByDatabase;
+    let inserted = conn
+        .execute(
+            RECORD_REFUSED,
+            &[
+                &m.transaction_id,
+                &m.client_id,
+                &m.idempotency_key,
+                &m.request_hash,
+                &t.source_account_id.as_str(),
+                &t.destination_account_id.as_str(),
+                &t.amount,
+                &t.currency.code(),
+                &code.as_str(),
+                &m.accepted_at,
+            ],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(Outcome::Rejected {
+            transaction_id: m.transaction_id,
+            code,
+        });
+    }
+    let row = conn
+        .query_one(
+            "SELECT id, status, failure_code, request_hash FROM transactions
+             WHERE client_id = $1 AND idempotency_key = $2",
+            &[&m.client_id, &m.idempotency_key],
+        )
+        .await?;
+    Ok(Outcome::AlreadyRecorded {
+        transaction_id: row.get(0),
+        status: row.get(1),
+        failure_code: row.get(2),
+        request_matches: row.get::<_, String>(3) == m.request_hash,
+    })
 }
 
 async fn post_in_transaction(

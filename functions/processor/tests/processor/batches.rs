@@ -227,3 +227,63 @@ async fn statuses_are_cached_after_commit() {
         ("FAILED", Some("insufficient_funds"))
     );
 }
+
+#[tokio::test]
+async fn a_message_the_database_refuses_fails_alone_and_the_rest_of_the_batch_posts() {
+    let env = funded_env().await;
+    let batch = [
+        message("p1", "world", "alice", "10.00", "USD"),
+        message("p2", "world", "alice", "20.00", "USD"),
+        message("p3", "world", "bob", "30.00", "USD"),
+    ];
+    // p2 carries what PostgreSQL cannot store (intake refuses it; an older API or a hand-made
+    // message may still send it): a NUL inside metadata.
+    let mut raw = bodies(&batch);
+    let mut poisoned: serde_json::Value = serde_json::from_str(&raw[1]).unwrap();
+    poisoned["transfer"]["metadata"] = serde_json::json!({"note": "bad\u{0}byte"});
+    poisoned["transfer"]["description"] = serde_json::json!("also kept out");
+    raw[1] = serde_json::to_string(&poisoned).unwrap();
+
+    let response = processor::handle_batch(&env.clients, event(&raw)).await;
+    assert!(
+        failures(&response).is_empty(),
+        "nothing is retried: {:?}",
+        failures(&response)
+    );
+    assert_eq!(balance(&env, "alice").await, "10.00");
+    assert_eq!(balance(&env, "bob").await, "30.00");
+    let p2 = find_by_key(&env.clients.db, DEMO_CLIENT, "p2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p2.status.as_str(), p2.failure_code.as_deref()),
+        ("FAILED", Some("refused_by_database"))
+    );
+    assert!(p2.entries.is_empty());
+
+    // A redelivery of the same batch changes nothing.
+    let again = processor::handle_batch(&env.clients, event(&raw)).await;
+    assert!(failures(&again).is_empty());
+    assert_eq!(balance(&env, "alice").await, "10.00");
+    assert_eq!(count(&env, "SELECT count(*) FROM transactions").await, 3);
+    env.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn sessions_carry_statement_lock_and_idle_timeouts() {
+    let env = TestEnv::new().await;
+    let conn = env.clients.db.get().await.unwrap();
+    let show = |name: &'static str| {
+        let conn = &conn;
+        async move {
+            conn.query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(show("statement_timeout").await, "30s");
+    assert_eq!(show("lock_timeout").await, "5s");
+    assert_eq!(show("idle_in_transaction_session_timeout").await, "30s");
+}
