@@ -104,6 +104,10 @@ async fn every_event_fixture_runs_through_its_handler() {
         serde_json::from_str(&read("scheduler/reconcile-daily.json")).unwrap();
     let summary = reconciler::handle(&s.env.clients, event).await.unwrap();
     assert_eq!(summary["day"], "2026-11-25");
+    let event: serde_json::Value =
+        serde_json::from_str(&read("scheduler/reconcile-queued.json")).unwrap();
+    let summary = reconciler::handle(&s.env.clients, event).await.unwrap();
+    assert_eq!(summary["task"], "queued-reconciliations");
 
     // A batch with a malformed second message: it and the one after it are reported.
     let failures = invoke_processor(&s, "sqs/transfer-batch-with-malformed.json").await;
@@ -118,6 +122,7 @@ async fn every_event_fixture_runs_through_its_handler() {
     used.insert("sqs/transfer-batch.json".into());
     used.insert("sqs/transfer-batch-with-malformed.json".into());
     used.insert("scheduler/reconcile-daily.json".into());
+    used.insert("scheduler/reconcile-queued.json".into());
 
     let mut on_disk = BTreeSet::new();
     // (events/cloudformation is exercised by the migrator's own tests.)

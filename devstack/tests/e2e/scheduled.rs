@@ -5,6 +5,7 @@ use http::StatusCode;
 use serde_json::json;
 use shared::store::reconciliation::{self as store, DiscrepancyFilter};
 use shared::testkit::DEMO_CLIENT;
+use tower::ServiceExt;
 
 use crate::helpers::Stack;
 use crate::reconciliation::{day, import_lines, open, post, transfer};
@@ -160,4 +161,139 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
     let resolved = kinds(&s, "RESOLVED").await;
     assert_eq!(resolved, ["BALANCE_DRIFT", "DEAD_LETTERED"]);
     s.env.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn one_account_that_fails_is_recorded_and_the_run_goes_on() {
+    let s = Stack::start().await;
+    // "broken" sorts before "healthy": the failure comes first, and the run must still get past it.
+    open(&s, &["broken", "healthy", "world"]).await;
+    let env = &s.env;
+    post(env, &[transfer("h-1", "world", "healthy", "40.00", None)]).await;
+    for account in ["broken", "healthy"] {
+        import_lines(
+            env,
+            account,
+            &[(format!("{account}-1"), day(0), "40.00".into(), "USD", None)],
+        )
+        .await;
+    }
+    // Lines stored before statement amounts were bounded: their total does not fit in a decimal.
+    let conn = env.clients.db.get().await.unwrap();
+    conn.execute(
+        "INSERT INTO statement_lines (statement_id, account_id, external_id, booked_on, amount, currency)
+         SELECT st.id, 'broken', 'legacy-' || g, $1, 79228162514264337593543950335, 'USD'
+         FROM statements st, generate_series(1, 2) g WHERE st.account_id = 'broken'",
+        &[&day(0)],
+    )
+    .await
+    .unwrap();
+
+    let summary = reconciler::handle(&env.clients, scheduled_event(1))
+        .await
+        .expect("the scheduled run finishes");
+    let failed = summary["failedAccounts"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary:#}");
+    assert_eq!(failed[0]["accountId"], "broken");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("amount overflow"),
+        "{summary:#}"
+    );
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        2,
+        "healthy, then the ledger-wide run: {summary:#}"
+    );
+    assert_eq!(runs[0]["accountId"], "healthy");
+    // The ledger-wide run's stored report names the failure too.
+    let report: serde_json::Value = conn
+        .query_one(
+            "SELECT report FROM reconciliation_runs WHERE account_id IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(report["failedAccounts"][0]["accountId"], "broken");
+
+    // Through the API, the same window is refused with a stable code rather than a 5xx.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/api/v1/accounts/broken/reconcile",
+            Some(json!({"startDate": day(0), "endDate": day(0)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "amount_overflow");
+}
+
+#[tokio::test]
+async fn a_window_too_large_to_answer_at_once_is_queued_and_completed_by_the_reconciler() {
+    let mut s = Stack::start().await;
+    // Anything above one line or entry is "too large" here.
+    let mut clients = s.env.clients.clone();
+    let mut config = (*clients.config).clone();
+    config.reconcile.sync_max_items = 1;
+    clients.config = std::sync::Arc::new(config);
+    s.router = api::router(clients);
+    open(&s, &["bank", "world"]).await;
+    post(&s.env, &[transfer("q-1", "world", "bank", "40.00", None)]).await;
+    import_lines(
+        &s.env,
+        "bank",
+        &[("q-line".into(), day(0), "40.00".into(), "USD", None)],
+    )
+    .await;
+
+    let (status, queued) = s
+        .call(
+            "POST",
+            "/api/v1/accounts/bank/reconcile",
+            Some(json!({"startDate": day(0), "endDate": day(0)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["status"], "QUEUED");
+    let poll = queued["pollUrl"].as_str().unwrap().to_string();
+    let (status, waiting) = s.call("GET", &poll, None).await;
+    assert_eq!(
+        (status, &waiting["status"]),
+        (StatusCode::OK, &json!("QUEUED"))
+    );
+    // Another client does not see it.
+    let other = s
+        .router
+        .clone()
+        .oneshot(
+            http::Request::get(&poll)
+                .header(
+                    "authorization",
+                    format!("Bearer {}", shared::testkit::OTHER_TOKEN),
+                )
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+    let summary = reconciler::handle(&s.env.clients, json!({"task": reconciler::QUEUED_TASK}))
+        .await
+        .unwrap();
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 1, "{summary:#}");
+    assert_eq!(summary["runs"][0]["error"], serde_json::Value::Null);
+    let (status, done) = s.call("GET", &poll, None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["run"]["runId"], queued["runId"]);
+    assert_eq!(done["run"]["counts"]["matchedLines"], 1, "{done:#}");
+    // Nothing is left to run.
+    let again = reconciler::handle(&s.env.clients, json!({"task": reconciler::QUEUED_TASK}))
+        .await
+        .unwrap();
+    assert!(again["runs"].as_array().unwrap().is_empty());
 }

@@ -16,6 +16,7 @@ use crate::config::ReconcileConfig;
 use crate::money::{AmountOverflow, checked_add, format_amount};
 use crate::queue::Queue;
 use crate::store::invariants::{self, InvariantReport};
+use crate::store::reconcile_requests as requests;
 use crate::store::reconciliation::{self as store, Finding, RunRecord, SaveStats, Scope};
 use crate::store::{PgPool, StoreError};
 
@@ -216,6 +217,116 @@ pub async fn reconcile_account(
     settings: &ReconcileConfig,
     w: &AccountWindow,
 ) -> Result<RunResult, RunError> {
+    reconcile_account_as(pool, settings, w, Uuid::now_v7()).await
+}
+
+/// The window `reconcile_account` loads: `drift` days beyond the window on each side.
+pub fn load_range(
+    w_start: NaiveDate,
+    w_end: NaiveDate,
+    settings: &ReconcileConfig,
+) -> (NaiveDate, NaiveDate) {
+    (
+        days_before(w_start, settings.date_drift_days),
+        days_after(w_end, settings.date_drift_days),
+    )
+}
+
+/// Whether a run over this window is small enough to answer within the HTTP API's time limit
+/// (`RECONCILE_SYNC_MAX_ITEMS` statement lines plus ledger entries); a larger one is queued.
+pub async fn fits_synchronously(
+    pool: &PgPool,
+    settings: &ReconcileConfig,
+    account_id: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<bool, StoreError> {
+    let (from, to) = load_range(start, end, settings);
+    let size = requests::window_size(pool, account_id, from, to).await?;
+    Ok(size <= settings.sync_max_items as i64)
+}
+
+/// Records a reconciliation to be run by the reconciler; the run will carry the returned id.
+pub async fn queue_reconciliation(pool: &PgPool, w: &AccountWindow) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    requests::enqueue(
+        pool,
+        &requests::ReconcileRequest {
+            id,
+            client_id: w.client_id.clone(),
+            account_id: w.account_id.clone(),
+            window_start: w.start,
+            window_end: w.end,
+            as_of: w.as_of,
+            status: requests::RequestStatus::Queued,
+            error: None,
+            attempts: 0,
+            requested_at: Utc::now(),
+            finished_at: None,
+        },
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A queued reconciliation the reconciler ran: its id (also the run's) and how it ended.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedOutcome {
+    pub run_id: Uuid,
+    pub account_id: String,
+    pub error: Option<String>,
+}
+
+/// How long a claimed request may stay RUNNING before another reconciler takes it over (its own
+/// died): longer than a Lambda function can live.
+pub const STALE_REQUEST: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Runs queued reconciliations, oldest first, until none is left or `budget` has passed. A request
+/// that fails is recorded FAILED with its error and the next one runs.
+pub async fn run_queued(
+    pool: &PgPool,
+    settings: &ReconcileConfig,
+    budget: std::time::Duration,
+) -> Result<Vec<QueuedOutcome>, StoreError> {
+    let clock = Instant::now();
+    let mut done = Vec::new();
+    while clock.elapsed() < budget {
+        let Some(request) = requests::claim_next(pool, STALE_REQUEST).await? else {
+            break;
+        };
+        let window = AccountWindow {
+            client_id: request.client_id.clone(),
+            account_id: request.account_id.clone(),
+            start: request.window_start,
+            end: request.window_end,
+            as_of: request.as_of,
+            trigger: "api",
+        };
+        let error = match reconcile_account_as(pool, settings, &window, request.id).await {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(run_id = %request.id, error = %e, "queued reconciliation failed");
+                Some(e.to_string())
+            }
+        };
+        requests::finish(pool, request.id, error.as_deref()).await?;
+        done.push(QueuedOutcome {
+            run_id: request.id,
+            account_id: request.account_id,
+            error,
+        });
+    }
+    Ok(done)
+}
+
+/// `reconcile_account`, storing the run under `run_id`.
+pub async fn reconcile_account_as(
+    pool: &PgPool,
+    settings: &ReconcileConfig,
+    w: &AccountWindow,
+    run_id: Uuid,
+) -> Result<RunResult, RunError> {
     let started_at = Utc::now();
     let mut timings = Vec::new();
     let since = |clock: Instant| clock.elapsed().as_secs_f64() * 1000.0;
@@ -223,10 +334,7 @@ pub async fn reconcile_account(
     // Both sides are read `drift` days beyond the window, so that a pair straddling the window's
     // edge still matches; only what is booked inside the window is reported. The ledger's own
     // checks run in the database meanwhile.
-    let (from, to) = (
-        days_before(w.start, settings.date_drift_days),
-        days_after(w.end, settings.date_drift_days),
-    );
+    let (from, to) = load_range(w.start, w.end, settings);
     let config = MatchConfig {
         date_drift_days: settings.date_drift_days,
         grace_days: settings.grace_days,
@@ -320,7 +428,6 @@ pub async fn reconcile_account(
     for m in &matches {
         *by_rule.entry(m.rule.as_str()).or_default() += 1;
     }
-    let run_id = Uuid::now_v7();
     let finished_at = Utc::now();
     let mut report = json!({
         "runId": run_id,
