@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use devstack::poller::Poller;
-use devstack::setup::{self, DEMO_CLIENT, DEMO_TOKEN};
+use devstack::setup::{self, DEMO_CLIENT, DEMO_TOKEN, OPERATOR_CLIENT, OPERATOR_TOKEN};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -56,6 +56,33 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
+    // The every-minute schedule's stand-in: reconciliations queued by the API (windows too large to
+    // answer at once), every RECONCILE_QUEUED_INTERVAL_SECS (default 5).
+    let queued_every: u64 = std::env::var("RECONCILE_QUEUED_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    if queued_every > 0 {
+        let clients = clients.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(queued_every)) => {}
+                }
+                let event = serde_json::json!({"task": reconciler::QUEUED_TASK});
+                match reconciler::handle(&clients, event).await {
+                    Ok(summary) if summary["runs"].as_array().is_some_and(|r| !r.is_empty()) => {
+                        tracing::info!(%summary, "queued reconciliations done")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "queued reconciliations failed"),
+                }
+            }
+        }));
+    }
+
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let addr: SocketAddr = format!("{bind}:{port}").parse().context("BIND/PORT")?;
@@ -65,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor; reconciler every {every} s, RECONCILE_INTERVAL_SECS)\n\
          devstack: local demo client {DEMO_CLIENT:?}, token {DEMO_TOKEN:?} (local only; nothing deployed accepts it)\n\
+         devstack: local operator {OPERATOR_CLIENT:?}, token {OPERATOR_TOKEN:?} (role operator: /queue/stats, /cache/stats, ledger-wide runs; local only)\n\
          devstack: try  curl -s http://{addr}/api/v1/ready\n"
     );
     axum::serve(listener, api::router(clients))

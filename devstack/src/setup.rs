@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use shared::auth::{self, Authenticator};
+use shared::auth::{self, Authenticator, Role};
 use shared::clients::Clients;
 use shared::config::Config;
 use shared::queue;
@@ -12,6 +12,9 @@ use shared::store;
 
 pub const DEMO_CLIENT: &str = "demo";
 pub const DEMO_TOKEN: &str = "demo-token-for-testing";
+/// The local operator token (role `operator`: queue and cache stats, ledger-wide runs).
+pub const OPERATOR_CLIENT: &str = "ops";
+pub const OPERATOR_TOKEN: &str = "operator-token-for-testing";
 
 /// Local defaults for every variable the functions read.
 pub fn local_env() -> HashMap<&'static str, String> {
@@ -22,9 +25,21 @@ pub fn local_env() -> HashMap<&'static str, String> {
             .unwrap_or_else(|| d.into())
     };
     HashMap::from([
+        // The functions connect as the app login (a member of ledger_app, least privilege); the
+        // schema owner migrates and creates that login.
         (
             "DATABASE_URL",
-            get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger"),
+            get(
+                "DATABASE_URL",
+                "postgres://ledger_app_local@127.0.0.1:5432/ledger",
+            ),
+        ),
+        (
+            "DATABASE_MIGRATION_URL",
+            get(
+                "DATABASE_MIGRATION_URL",
+                "postgres://postgres@127.0.0.1:5432/ledger",
+            ),
         ),
         ("REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379")),
         ("REDIS_KEY_PREFIX", get("REDIS_KEY_PREFIX", "ledger")),
@@ -48,13 +63,22 @@ pub fn local_env() -> HashMap<&'static str, String> {
 /// client (plus any `API_TOKENS`) configured.
 pub async fn prepare() -> anyhow::Result<Clients> {
     let env = local_env();
-    let database_url = env["DATABASE_URL"].clone();
-    let (server, db_name) = database_url
+    let migration_url = env["DATABASE_MIGRATION_URL"].clone();
+    let (server, db_name) = migration_url
         .split('?')
         .next()
         .and_then(|u| u.rsplit_once('/'))
-        .context("DATABASE_URL must name a database")?;
+        .context("DATABASE_MIGRATION_URL must name a database")?;
     store::ensure_database(&format!("{server}/postgres"), db_name).await?;
+    // As the schema owner: the migrations, then the functions' login (DATABASE_URL's user).
+    let owner = store::pool(&migration_url, 1)?;
+    store::migrate(&owner).await?;
+    let (app_user, app_password) = store::roles::url_login(&env["DATABASE_URL"])?;
+    if app_user == store::roles::url_login(&migration_url)?.0 {
+        tracing::warn!(user = %app_user, "DATABASE_URL connects as the schema owner: the functions run with every privilege");
+    } else {
+        store::roles::ensure_app_login(&owner, &app_user, app_password.as_deref()).await?;
+    }
 
     let sqs = queue::local_client(&env["AWS_ENDPOINT_URL_SQS"]).await;
     let (queue_url, dlq_url) = queue::ensure_fifo_queue(
@@ -82,13 +106,14 @@ pub async fn prepare() -> anyhow::Result<Clients> {
     })?;
     let auth = Authenticator::parse(&config.api_tokens)
         .map_err(anyhow::Error::msg)?
-        .with_client(DEMO_CLIENT, DEMO_TOKEN);
+        .with_client(DEMO_CLIENT, DEMO_TOKEN)
+        .with_role(OPERATOR_CLIENT, OPERATOR_TOKEN, Role::Operator);
     let clients = Clients::build_with(config, auth, sqs)?;
-    store::migrate(&clients.db).await?;
     tracing::info!(
         database = %store::redact(&clients.config.database_url),
         queue = %queue_url,
         demo_token_sha256 = %auth::hash_token(DEMO_TOKEN),
+        operator_token_sha256 = %auth::hash_token(OPERATOR_TOKEN),
         "local stack prepared"
     );
     Ok(clients)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::money;
+use crate::store::SessionTimeouts;
 use crate::store::tls::SslMode;
 
 #[derive(Clone, Debug)]
@@ -20,6 +21,9 @@ pub struct Config {
     pub database_sslmode: SslMode,
     /// `DATABASE_CA_PEM`: extra CA certificates (PEM) trusted for `verify-full`, e.g. the RDS bundle.
     pub database_ca_pem: Option<String>,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS` (default 30000), `DATABASE_LOCK_TIMEOUT_MS` (default 5000),
+    /// `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` (default 30000): set on every session.
+    pub database_timeouts: SessionTimeouts,
     /// `DATABASE_POOL_SIZE` (default 2: a Lambda container serves one event at a time).
     pub database_pool_size: usize,
     /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379`.
@@ -36,7 +40,8 @@ pub struct Config {
     pub max_transfer_amount: Decimal,
     /// `MAX_BODY_BYTES` (default 65536): larger request bodies get 413.
     pub max_body_bytes: usize,
-    /// `API_TOKENS`: `client_id:sha256hex[,client_id:sha256hex...]`, SHA-256 of each bearer token.
+    /// `API_TOKENS`: `client_id:sha256hex[:role][,...]`, SHA-256 of each bearer token, and its role
+    /// (`client`, the default, or `operator`). Checked at load (`crate::auth::Authenticator::parse`).
     pub api_tokens: String,
     /// Reconciliation settings (`RECONCILE_*`, `SUSPENSE_ACCOUNT_ID`, `MAX_STATEMENT_BYTES`).
     pub reconcile: ReconcileConfig,
@@ -53,10 +58,26 @@ pub struct ReconcileConfig {
     /// `RECONCILE_WINDOW_DAYS` (default 1): the scheduled run reconciles this many days up to
     /// yesterday, plus the grace period (so a missing posting is reported the day its grace ends).
     pub window_days: u32,
-    /// `SUSPENSE_ACCOUNT_ID` (default `suspense`): the account adjusting transfers go against.
+    /// `SUSPENSE_ACCOUNT_ID` (default `suspense-{client}`): the account adjusting transfers go
+    /// against when a resolution names none. `{client}` stands for the calling client's id, so each
+    /// client has its own default (account ids are global: one fixed id would belong to whichever
+    /// client opened it first).
     pub suspense_account_id: String,
     /// `MAX_STATEMENT_BYTES` (default 5 MiB): the largest statement `POST /statements` accepts.
     pub max_statement_bytes: usize,
+    /// `RECONCILE_SYNC_MAX_ITEMS` (default 200000): `POST /accounts/{id}/reconcile` runs a window
+    /// with up to this many statement lines plus ledger entries at once; a larger one is queued
+    /// (202) and run by the reconciler, so no run depends on the HTTP API's 29 s.
+    pub sync_max_items: u64,
+}
+
+pub const DEFAULT_SUSPENSE_ACCOUNT_ID: &str = "suspense-{client}";
+
+impl ReconcileConfig {
+    /// The default suspense account of `client_id`.
+    pub fn suspense_account_for(&self, client_id: &str) -> String {
+        self.suspense_account_id.replace("{client}", client_id)
+    }
 }
 
 impl Default for ReconcileConfig {
@@ -65,8 +86,9 @@ impl Default for ReconcileConfig {
             date_drift_days: 2,
             grace_days: 3,
             window_days: 1,
-            suspense_account_id: "suspense".into(),
+            suspense_account_id: DEFAULT_SUSPENSE_ACCOUNT_ID.into(),
             max_statement_bytes: 5 * 1024 * 1024,
+            sync_max_items: 200_000,
         }
     }
 }
@@ -106,14 +128,28 @@ impl Config {
                     .map_err(|_| ConfigError(format!("{name} must be a whole number, got {v:?}"))),
             }
         };
+        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+            Ok(Duration::from_millis(number(name, default_ms)?))
+        };
+        let defaults = SessionTimeouts::default();
+        let database_timeouts = SessionTimeouts {
+            statement: millis("DATABASE_STATEMENT_TIMEOUT_MS", defaults.statement)?,
+            lock: millis("DATABASE_LOCK_TIMEOUT_MS", defaults.lock)?,
+            idle_in_transaction: millis(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                defaults.idle_in_transaction,
+            )?,
+        };
         let max_transfer_amount = match get("MAX_TRANSFER_AMOUNT").filter(|v| !v.is_empty()) {
             None => Decimal::from(1_000_000_000u64),
             Some(v) => money::parse_decimal_str(&v, "MAX_TRANSFER_AMOUNT")
                 .ok()
-                .filter(|d| *d > Decimal::ZERO)
+                .filter(|d| *d > Decimal::ZERO && *d <= money::MAX_AMOUNT)
                 .ok_or_else(|| {
                     ConfigError(format!(
-                        "MAX_TRANSFER_AMOUNT must be a positive decimal, got {v:?}"
+                        "MAX_TRANSFER_AMOUNT must be a positive decimal up to {}, got {v:?}",
+                        money::MAX_AMOUNT
                     ))
                 })?,
         };
@@ -150,6 +186,7 @@ impl Config {
             database_sslmode: SslMode::parse(&get("DATABASE_SSLMODE").unwrap_or_default())
                 .map_err(ConfigError)?,
             database_ca_pem: get("DATABASE_CA_PEM").filter(|v| !v.is_empty()),
+            database_timeouts,
             database_pool_size: number("DATABASE_POOL_SIZE", 2)?.max(1) as usize,
             redis_url: required("REDIS_URL")?,
             redis_key_prefix: get("REDIS_KEY_PREFIX")
@@ -160,18 +197,25 @@ impl Config {
             idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECONDS", 86_400)?.max(1)),
             max_transfer_amount,
             max_body_bytes: number("MAX_BODY_BYTES", 65_536)? as usize,
-            api_tokens: get("API_TOKENS").unwrap_or_default(),
+            api_tokens: api_tokens(get("API_TOKENS").unwrap_or_default())?,
             reconcile: ReconcileConfig {
                 date_drift_days: number("RECONCILE_DATE_DRIFT_DAYS", 2)?.min(366) as u32,
                 grace_days: number("RECONCILE_GRACE_DAYS", 3)?.min(366) as u32,
                 window_days: number("RECONCILE_WINDOW_DAYS", 1)?.clamp(1, 366) as u32,
                 suspense_account_id: get("SUSPENSE_ACCOUNT_ID")
                     .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| "suspense".into()),
+                    .unwrap_or_else(|| DEFAULT_SUSPENSE_ACCOUNT_ID.into()),
                 max_statement_bytes: number("MAX_STATEMENT_BYTES", 5 * 1024 * 1024)? as usize,
+                sync_max_items: number("RECONCILE_SYNC_MAX_ITEMS", 200_000)?,
             },
         })
     }
+}
+
+/// `API_TOKENS` as given, once it parses (an unknown role or a malformed entry stops the load).
+fn api_tokens(spec: String) -> Result<String, ConfigError> {
+    crate::auth::Authenticator::parse(&spec).map_err(ConfigError)?;
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -200,6 +244,12 @@ mod tests {
         assert_eq!(c.idempotency_ttl, Duration::from_secs(86_400));
         assert_eq!(c.max_transfer_amount, Decimal::from(1_000_000_000));
         assert_eq!(c.max_body_bytes, 65_536);
+        assert_eq!(c.database_timeouts, SessionTimeouts::default());
+        let c = load(&[BASE.as_slice(), &[("DATABASE_LOCK_TIMEOUT_MS", "250")]].concat()).unwrap();
+        assert_eq!(c.database_timeouts.lock, Duration::from_millis(250));
+        let mut bad = BASE.to_vec();
+        bad.push(("MAX_TRANSFER_AMOUNT", "10000000000000000"));
+        assert!(load(&bad).is_err(), "above the ledger's ceiling");
     }
 
     #[test]
@@ -222,6 +272,23 @@ mod tests {
             (Some("db.internal"), 5432, "ledger")
         );
         assert_eq!(c.database_sslmode, SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn api_tokens_carry_roles_and_unknown_roles_stop_the_load() {
+        let hash = crate::auth::hash_token("t");
+        let mut ok = BASE.to_vec();
+        let spec = format!("demo:{hash},ops:{hash}:operator,b:{hash}:client");
+        ok.push(("API_TOKENS", &spec));
+        assert_eq!(load(&ok).unwrap().api_tokens, spec);
+        let mut bad = BASE.to_vec();
+        let spec = format!("ops:{hash}:root");
+        bad.push(("API_TOKENS", &spec));
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("API_TOKENS") && err.contains("unknown role \"root\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,9 +77,16 @@ pub struct CachedStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CacheStats {
     pub key_prefix: String,
-    pub keys: u64,
+    /// Approximate: accepted requests' reservations written in the last `count_window_seconds`.
     pub reservations: u64,
+    /// Approximate: final statuses cached in the last `count_window_seconds`.
     pub cached_statuses: u64,
+    /// The idempotency TTL, over which the two counts are taken.
+    pub count_window_seconds: u64,
+    /// The counts' resolution: how far past its expiry a key may still be counted.
+    pub count_bucket_seconds: u64,
+    /// DBSIZE: every key in the Redis database, any prefix.
+    pub database_keys: u64,
     pub used_memory_bytes: u64,
     pub used_memory_human: String,
 }
@@ -202,7 +209,10 @@ impl IdempotencyStore {
         let opts = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::XX)
             .with_expiration(redis::SetExpiry::EX(self.ttl.as_secs()));
-        let _: Option<String> = conn.set_options(&token.key, value, opts).await?;
+        let mut pipe = redis::pipe();
+        pipe.set_options(&token.key, value, opts).ignore();
+        self.count_writes(&mut pipe, COUNT_RESERVATIONS, 1);
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
@@ -248,6 +258,7 @@ impl IdempotencyStore {
             pipe.set_ex(self.status_key(client_id, key), value, self.ttl.as_secs())
                 .ignore();
         }
+        self.count_writes(&mut pipe, COUNT_STATUSES, items.len() as u64);
         let mut conn = self.conn().await?;
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
@@ -269,49 +280,122 @@ impl IdempotencyStore {
         Ok(())
     }
 
-    /// Key counts under our prefix (SCAN, so it never blocks Redis) and server memory.
+    /// Cheap statistics: a constant number of Redis commands in one round trip, whatever the
+    /// keyspace holds (no SCAN). `reservations` and `cached_statuses` are approximate: each write
+    /// counts into a time bucket (`TTL / 24` wide) and the buckets of the last TTL are summed, so a
+    /// key counts from its write until up to one bucket after it expired; a reservation released
+    /// early or a status written twice still counts. `database_keys` (DBSIZE) is exact but covers
+    /// every key in the Redis database, whatever its prefix (our counters included).
     pub async fn stats(&self) -> Result<CacheStats, CacheError> {
-        let mut conn = self.conn().await?;
-        let (mut keys, mut reservations, mut statuses) = (0u64, 0u64, 0u64);
-        let idem = format!("{}:idem:", self.prefix);
-        let status = format!("{}:status:", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.prefix))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            for k in &batch {
-                keys += 1;
-                reservations += u64::from(k.starts_with(&idem));
-                statuses += u64::from(k.starts_with(&status));
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        let now = Utc::now().timestamp().max(0) as u64;
+        let counts = WriteCounts::new(self.ttl);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DBSIZE").cmd("INFO").arg("memory");
+        for kind in [COUNT_RESERVATIONS, COUNT_STATUSES] {
+            pipe.cmd("MGET")
+                .arg(counts.window_keys(&self.prefix, kind, now));
         }
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn)
-            .await?;
+        let mut conn = self.conn().await?;
+        let (database_keys, info, reservations, statuses): (
+            u64,
+            String,
+            Vec<Option<u64>>,
+            Vec<Option<u64>>,
+        ) = pipe.query_async(&mut conn).await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
+        let sum = |v: Vec<Option<u64>>| v.into_iter().flatten().sum();
         Ok(CacheStats {
             key_prefix: self.prefix.clone(),
-            keys,
-            reservations,
-            cached_statuses: statuses,
+            reservations: sum(reservations),
+            cached_statuses: sum(statuses),
+            count_window_seconds: self.ttl.as_secs(),
+            count_bucket_seconds: counts.bucket_secs,
+            database_keys,
             used_memory_bytes: field("used_memory").parse().unwrap_or(0),
             used_memory_human: field("used_memory_human"),
         })
+    }
+
+    /// Adds `n` writes of `kind` to the current bucket (in the caller's pipeline: no extra round
+    /// trip). The bucket expires once no window that `stats` reads can include it.
+    fn count_writes(&self, pipe: &mut redis::Pipeline, kind: &str, n: u64) {
+        let counts = WriteCounts::new(self.ttl);
+        let now = Utc::now().timestamp().max(0) as u64;
+        let key = counts.key(&self.prefix, kind, now / counts.bucket_secs);
+        pipe.incr(&key, n)
+            .ignore()
+            .expire(&key, counts.keep_secs() as i64)
+            .ignore();
+    }
+}
+
+const COUNT_RESERVATIONS: &str = "idem";
+const COUNT_STATUSES: &str = "status";
+
+/// Time-bucketed write counters: what `stats` sums instead of scanning the keyspace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct WriteCounts {
+    window_secs: u64,
+    bucket_secs: u64,
+}
+
+impl WriteCounts {
+    /// The TTL in at most 24 buckets (plus the partial ones at the edges), at least 1 s each.
+    fn new(ttl: Duration) -> Self {
+        let window_secs = ttl.as_secs().max(1);
+        Self {
+            window_secs,
+            bucket_secs: window_secs.div_ceil(24),
+        }
+    }
+
+    /// The bucket width is part of the key, so a changed TTL never mixes two bucket sizes.
+    fn key(&self, prefix: &str, kind: &str, bucket: u64) -> String {
+        format!("{prefix}:stats:{kind}:{}:{bucket}", self.bucket_secs)
+    }
+
+    /// Every bucket that may hold a write younger than the window, oldest first.
+    fn window_keys(&self, prefix: &str, kind: &str, now: u64) -> Vec<String> {
+        let last = now / self.bucket_secs;
+        let first = now.saturating_sub(self.window_secs) / self.bucket_secs;
+        (first..=last).map(|b| self.key(prefix, kind, b)).collect()
+    }
+
+    fn keep_secs(&self) -> u64 {
+        self.window_secs + 2 * self.bucket_secs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_counts_read_a_bounded_number_of_buckets() {
+        for ttl in [1, 7, 60, 600, 86_400, 7 * 86_400] {
+            let c = WriteCounts::new(Duration::from_secs(ttl));
+            let keys = c.window_keys("p", "idem", 1_700_000_123);
+            assert!(keys.len() <= 26, "ttl {ttl}: {} buckets", keys.len());
+            // The current bucket is read, and a bucket lives at least as long as it is read.
+            let now = 1_700_000_123;
+            assert_eq!(
+                keys.last().unwrap(),
+                &c.key("p", "idem", now / c.bucket_secs)
+            );
+            assert!(c.keep_secs() >= c.window_secs + c.bucket_secs);
+        }
+        let c = WriteCounts::new(Duration::from_secs(86_400));
+        assert_eq!(c.bucket_secs, 3600);
+        assert_eq!(c.key("ledger", "status", 5), "ledger:stats:status:3600:5");
+        // A write 25 h ago is outside the window; one 23 h ago inside.
+        let now = 100 * 86_400;
+        let keys = c.window_keys("p", "idem", now);
+        assert!(!keys.contains(&c.key("p", "idem", (now - 25 * 3600) / 3600)));
+        assert!(keys.contains(&c.key("p", "idem", (now - 23 * 3600) / 3600)));
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! Service locations: `TEST_DATABASE_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! `REDIS_URL` (default `redis://127.0.0.1:6379`), `AWS_ENDPOINT_URL_SQS` (default
-//! `http://127.0.0.1:4566`, moto's server mode).
+//! `http://127.0.0.1:4566`, moto's server mode). The admin URL's user migrates each database (the
+//! schema owner); the functions' clients connect as `TEST_DATABASE_APP_USER` (default
+//! `ledger_app_local`, password `TEST_DATABASE_APP_PASSWORD` if the server needs one).
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Role};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::queue;
@@ -21,6 +23,9 @@ pub const DEMO_TOKEN: &str = "demo-token-for-testing";
 /// A second client, to check that clients cannot see each other's data.
 pub const OTHER_CLIENT: &str = "other";
 pub const OTHER_TOKEN: &str = "other-token-for-testing";
+/// The local operator (role `operator`: queue and cache stats, ledger-wide runs).
+pub const OPERATOR_CLIENT: &str = "ops";
+pub const OPERATOR_TOKEN: &str = "operator-token-for-testing";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -53,7 +58,13 @@ pub fn with_database(url: &str, name: &str) -> String {
 }
 
 pub struct TestEnv {
+    /// The functions' clients. Their database login is the app role (`TEST_DATABASE_APP_USER`,
+    /// default `ledger_app_local`, a member of `ledger_app`), as in AWS: every test runs the
+    /// functions' SQL under least privilege.
     pub clients: Clients,
+    /// The schema owner (the admin URL's user, who migrated the database): for tests that tamper
+    /// with the ledger on purpose, which the app role may not do.
+    pub admin_db: store::PgPool,
     pub database_name: String,
     pub queue_url: String,
     pub dlq_url: String,
@@ -97,11 +108,26 @@ impl TestEnv {
         )
         .await
         .expect("an SQS server must be listening at AWS_ENDPOINT_URL_SQS (make services)");
+        let admin_db = store::pool(&with_database(&admin, &database_name), 2).expect("admin pool");
+        store::migrate(&admin_db).await.expect("migrations");
+        let app_user = env_or("TEST_DATABASE_APP_USER", store::roles::LOCAL_APP_LOGIN);
+        let app_password = std::env::var("TEST_DATABASE_APP_PASSWORD")
+            .ok()
+            .filter(|v| !v.is_empty());
+        store::roles::ensure_app_login(&admin_db, &app_user, app_password.as_deref())
+            .await
+            .expect("the app login role");
         let config = Config {
-            database_url: with_database(&admin, &database_name),
+            database_url: store::roles::url_with_login(
+                &with_database(&admin, &database_name),
+                &app_user,
+                app_password.as_deref(),
+            )
+            .expect("the app database URL"),
             database_secret: None,
             database_sslmode: crate::store::tls::SslMode::Disable,
             database_ca_pem: None,
+            database_timeouts: Default::default(),
             database_pool_size: opts.pool_size,
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_key_prefix: format!("test:{id}"),
@@ -115,11 +141,12 @@ impl TestEnv {
         };
         let auth = Authenticator::default()
             .with_client(DEMO_CLIENT, DEMO_TOKEN)
-            .with_client(OTHER_CLIENT, OTHER_TOKEN);
+            .with_client(OTHER_CLIENT, OTHER_TOKEN)
+            .with_role(OPERATOR_CLIENT, OPERATOR_TOKEN, Role::Operator);
         let clients = Clients::build_with(config, auth, sqs).expect("clients");
-        store::migrate(&clients.db).await.expect("migrations");
         Self {
             clients,
+            admin_db,
             database_name,
             queue_url,
             dlq_url,

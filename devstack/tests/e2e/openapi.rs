@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
+use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN, OTHER_TOKEN};
 use tower::ServiceExt;
 
 use crate::helpers::Stack;
@@ -278,13 +278,19 @@ async fn every_response_matches_openapi() {
     // Operations.
     c.send("GET", "/api/v1/health", None, vec![], None).await;
     c.send("GET", "/api/v1/ready", None, vec![], None).await;
-    c.get("/api/v1/queue/stats").await;
-    c.get("/api/v1/cache/stats").await;
+    c.get("/api/v1/queue/stats").await; // 403: a client token
+    c.get("/api/v1/cache/stats").await; // 403
+    for path in ["/api/v1/queue/stats", "/api/v1/cache/stats"] {
+        let (status, _) = c
+            .send("GET", path, None, vec![], Some(OPERATOR_TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
     c.send("GET", "/api/v1/queue/stats", None, vec![], None)
         .await; // 401
 
     // Accounts.
-    open(&s, &["world", "suspense"]).await;
+    open(&s, &["world", "suspense-demo"]).await;
     assert_eq!(
         c.post(
             "/api/v1/accounts",
@@ -443,7 +449,14 @@ async fn every_response_matches_openapi() {
         .as_str()
         .unwrap()
         .to_string();
-    c.get(&format!("/api/v1/reconciliations/{internal}")).await;
+    // It is operator data: a client token reads it as 404.
+    let internal_uri = format!("/api/v1/reconciliations/{internal}");
+    let (status, _) = c
+        .send("GET", &internal_uri, None, vec![], Some(OPERATOR_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.get(&internal_uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = c.get("/api/v1/discrepancies?status=OPEN&limit=1").await;
     c.get("/api/v1/discrepancies?status=nope").await;
     let id = list["discrepancies"][0]["id"].as_str().unwrap().to_string();

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use shared::auth::Role;
 
 use crate::problem::Problem;
 
@@ -79,8 +80,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Strict JSON parsing with the path of the first offending field.
+/// The `field` of a problem about the body as a whole (not an object, wrong type at the root).
+pub const BODY_FIELD: &str = "body";
+
+/// Strict JSON parsing with the path of the first offending field. A NUL character (`\u0000`)
+/// anywhere in a string or key is refused with `nul_character`: PostgreSQL cannot store it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if shared::validation::json_has_nul_escape(bytes) {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| json_problem(e, ""))?;
+        shared::validation::reject_nul_json(&value, "")?;
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -91,7 +101,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 }
 
 fn json_problem(err: serde_json::Error, path: &str) -> Problem {
-    let field = if path == "." {
+    let field = if path == "." || path.is_empty() {
         String::new()
     } else {
         path.to_string()
@@ -112,6 +122,8 @@ fn json_problem(err: serde_json::Error, path: &str) -> Problem {
                     "missing_field",
                     join(&field, rest.split('`').next().unwrap_or("")),
                 )
+            } else if field.is_empty() {
+                ("invalid_field", BODY_FIELD.to_string())
             } else {
                 ("invalid_field", field)
             };
@@ -135,6 +147,44 @@ fn strip_position(message: &str) -> String {
         .to_string()
 }
 
+/// The one path parameter of a route (`{id}`, `{key}`), percent-decoded. A segment that does not
+/// decode to UTF-8 (or holds NUL) is a 400 problem naming the parameter, not axum's plain text.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::Path;
+        let name = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .and_then(|p| {
+                let path = p.as_str();
+                let start = path.rfind('{')?;
+                Some(path[start + 1..path[start..].find('}')? + start].to_string())
+            })
+            .unwrap_or_else(|| "id".into());
+        let invalid = |detail: String| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_path", detail).field(name.clone())
+        };
+        let Path(value) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                invalid(format!(
+                    "the path parameter `{name}` is not valid: {}",
+                    e.body_text()
+                ))
+            })?;
+        if value.contains('\0') {
+            return Err(invalid(format!(
+                "the path parameter `{name}` must not contain NUL"
+            )));
+        }
+        Ok(PathParam(value))
+    }
+}
+
 /// The client the bearer token belongs to, put into request extensions by the auth middleware.
 #[derive(Clone, Debug)]
 pub struct ClientId(pub String);
@@ -148,6 +198,57 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientId {
             .get::<ClientId>()
             .cloned()
             .ok_or_else(Problem::unauthorized)
+    }
+}
+
+/// The authenticated caller: its client id and its token's role (put into request extensions by
+/// the auth middleware, next to `ClientId`).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub client_id: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(Problem::unauthorized)
+    }
+}
+
+/// Proof that the caller holds an operator token; any other caller gets 403 `forbidden`. Put it
+/// first in an operator-only handler's arguments.
+#[derive(Clone, Debug)]
+pub struct Operator(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.is_operator() {
+            // Inside `nest`, `parts.uri` has lost the `/api/v1` prefix; name the route as called.
+            let path = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or(parts.uri.path(), |u| u.0.path());
+            return Err(Problem::forbidden(format!(
+                "{path} is for operator tokens; this token's role is {}",
+                caller.role.as_str()
+            )));
+        }
+        Ok(Operator(caller))
     }
 }
 
@@ -172,6 +273,14 @@ pub fn query_params(
                 })
         };
         let (k, v) = (decode(k)?, decode(v)?);
+        if k.contains('\0') || v.contains('\0') {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                shared::validation::NUL_CHARACTER,
+                "query parameters must not contain the NUL character",
+            )
+            .field(k.replace('\0', "")));
+        }
         if !allowed.contains(&k.as_str()) {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -211,10 +320,10 @@ pub mod page {
     pub fn decode_cursor<T: FromStr>(s: &str) -> Option<(DateTime<Utc>, T)> {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
         let (micros, id) = raw.split_once('.')?;
-        Some((
-            DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id.parse().ok()?,
-        ))
+        // A tampered position outside the dates we accept is not a cursor we handed out.
+        let at = DateTime::from_timestamp_micros(micros.parse().ok()?)
+            .filter(|at| shared::validation::date_in_range(at.date_naive()))?;
+        Some((at, id.parse().ok()?))
     }
 
     pub fn limit(value: &str) -> Result<usize, Problem> {
@@ -255,6 +364,10 @@ pub mod page {
             assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
             assert_eq!(decode_cursor::<i64>("not-a-cursor"), None);
             assert_eq!(decode_cursor::<i64>(""), None);
+            let far = URL_SAFE_NO_PAD.encode(format!("{}.1", i64::MAX / 2));
+            assert_eq!(decode_cursor::<i64>(&far), None);
+            let early = URL_SAFE_NO_PAD.encode("-62167219200000000.1");
+            assert_eq!(decode_cursor::<i64>(&early), None);
             assert!(limit("0").is_err() && limit("501").is_err() && limit("ten").is_err());
             assert_eq!(limit("500").unwrap(), 500);
         }

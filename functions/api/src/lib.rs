@@ -16,7 +16,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use shared::clients::Clients;
 
-use crate::extract::ClientId;
+use crate::extract::{Caller, ClientId};
 use crate::problem::Problem;
 
 /// Everything a handler needs, built once per container.
@@ -56,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Resolves the bearer token to a client id, or answers 401. The token itself is never logged.
+/// Resolves the bearer token to a client id and role (`ClientId` and `Caller` in the request's
+/// extensions), or answers 401 with a `WWW-Authenticate` challenge. The token is never logged.
 async fn require_token(
     State(state): State<AppState>,
     mut req: Request,
@@ -71,11 +72,15 @@ async fn require_token(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .ok_or_else(Problem::unauthorized)?;
-    let client = state
+    let (client, role) = state
         .auth
         .authenticate(token)
-        .ok_or_else(Problem::unauthorized)?;
+        .ok_or_else(Problem::invalid_token)?;
     req.extensions_mut().insert(ClientId(client.to_string()));
+    req.extensions_mut().insert(Caller {
+        client_id: client.to_string(),
+        role,
+    });
     Ok(next.run(req).await)
 }
 

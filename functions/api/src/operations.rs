@@ -1,4 +1,4 @@
-//! Operational routes: health, readiness, queue and cache statistics.
+//! Operational routes: health, readiness, and (operator tokens only) queue and cache statistics.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use shared::store;
 
 use crate::AppState;
+use crate::extract::Operator;
 use crate::problem::{ApiResult, Problem};
 
 pub async fn health() -> Json<Value> {
@@ -63,7 +64,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-pub async fn queue_stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Operator only.
+pub async fn queue_stats(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let stats = state
         .queue
         .stats()
@@ -72,7 +74,8 @@ pub async fn queue_stats(State(state): State<AppState>) -> ApiResult<Json<Value>
     Ok(Json(json!(stats)))
 }
 
-pub async fn cache_stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Operator only. A constant number of Redis commands per call, whatever the keyspace holds.
+pub async fn cache_stats(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let stats = state
         .cache
         .stats()

@@ -14,7 +14,15 @@ pub struct Problem {
     pub field: Option<String>,
     pub retry_after_secs: Option<u32>,
     pub extra: Map<String, Value>,
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 section 3).
+    pub www_authenticate: Option<&'static str>,
 }
+
+/// The challenge for a request without a bearer token.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"payment-ledger\"";
+/// The challenge for a bearer token this API does not know.
+pub const INVALID_TOKEN_CHALLENGE: &str =
+    "Bearer realm=\"payment-ledger\", error=\"invalid_token\"";
 
 pub type ApiResult<T> = Result<T, Problem>;
 
@@ -27,6 +35,7 @@ impl Problem {
             field: None,
             retry_after_secs: None,
             extra: Map::new(),
+            www_authenticate: None,
         }
     }
 
@@ -45,12 +54,32 @@ impl Problem {
         self
     }
 
+    /// 401 for a request without a bearer token, with the RFC 6750 challenge.
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Self::challenge(
             "send a valid API token as `Authorization: Bearer <token>`",
+            BEARER_CHALLENGE,
         )
+    }
+
+    /// 401 for a bearer token this API does not know (RFC 6750 `error="invalid_token"`).
+    pub fn invalid_token() -> Self {
+        Self::challenge(
+            "the bearer token is not valid here; send a valid API token as `Authorization: Bearer <token>`",
+            INVALID_TOKEN_CHALLENGE,
+        )
+    }
+
+    fn challenge(detail: &str, www_authenticate: &'static str) -> Self {
+        Self {
+            www_authenticate: Some(www_authenticate),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        }
+    }
+
+    /// 403: the token is valid but its role may not call this route.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
@@ -106,6 +135,12 @@ impl IntoResponse for Problem {
         );
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

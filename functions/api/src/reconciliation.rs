@@ -2,7 +2,7 @@
 //! and the discrepancy workflow (list, read, resolve one, resolve many).
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
@@ -14,24 +14,63 @@ use shared::accounts::AccountId;
 use shared::intake::{self, Intake};
 use shared::money::{Currency, format_amount};
 use shared::reconcile::DiscrepancyKind;
+use shared::reconcile::export;
 use shared::reconcile::import::{self, ImportError};
 use shared::reconcile::run::{self, AccountWindow};
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
 use shared::store::accounts as account_store;
+use shared::store::reconcile_requests as requests;
 use shared::store::reconciliation::{
     self as store, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
 };
-use shared::transfers::{IdempotencyKey, Transfer};
+use shared::transfers::{IdempotencyKey, TransferDraft};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, RawBody, media_type, page, parse_json, query_params};
+use crate::extract::Caller;
+use crate::extract::{
+    ClientId, JsonBody, PathParam, RawBody, media_type, page, parse_json, query_params,
+};
 use crate::problem::{ApiResult, Problem};
 use crate::transactions::intake_problem;
 
 fn db(e: impl std::fmt::Display) -> Problem {
     Problem::unavailable("postgres", &e)
+}
+
+fn run_problem(e: run::RunError) -> Problem {
+    match e {
+        run::RunError::Store(e) => db(e),
+        run::RunError::Overflow(e) => Problem::unprocessable(
+            "amount_overflow",
+            "accountId",
+            format!(
+                "the window's totals do not fit in a decimal ({e}); reconcile a smaller window"
+            ),
+        ),
+    }
+}
+
+/// The body for a reconciliation that is queued, running, or failed (202 from the reconcile route,
+/// 200 from `GET /reconciliations/{id}` until the run exists).
+fn queued_json(
+    run_id: Uuid,
+    account_id: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+    status: &str,
+    error: Option<&str>,
+    location: &str,
+) -> Value {
+    json!({
+        "runId": run_id,
+        "accountId": account_id,
+        "status": status,
+        "window": {"startDate": start, "endDate": end},
+        "error": error,
+        "pollUrl": location,
+    })
 }
 
 fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
@@ -270,13 +309,14 @@ pub struct ReconcileBody {
 }
 
 fn date(value: &str, field: &str) -> ApiResult<NaiveDate> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+    let parsed = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
         Problem::unprocessable(
             "invalid_date",
             field,
             format!("{field} is a date like 2026-01-31"),
         )
-    })
+    })?;
+    Ok(shared::validation::check_date(parsed, field)?)
 }
 
 pub const MAX_WINDOW_DAYS: i64 = 366;
@@ -284,7 +324,7 @@ pub const MAX_WINDOW_DAYS: i64 = 366;
 pub async fn reconcile(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(body): JsonBody<ReconcileBody>,
 ) -> ApiResult<Response> {
     let start = date(&body.start_date, "startDate")?;
@@ -312,9 +352,35 @@ pub async fn reconcile(
         as_of: Utc::now().date_naive(),
         trigger: "api",
     };
-    let result = run::reconcile_account(&state.db, &state.config.reconcile, &window)
+    let settings = &state.config.reconcile;
+    if !run::fits_synchronously(&state.db, settings, &window.account_id, start, end)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+    {
+        // Too large to finish within the HTTP API's time limit: the reconciler runs it.
+        let run_id = run::queue_reconciliation(&state.db, &window)
+            .await
+            .map_err(db)?;
+        tracing::info!(%run_id, account_id = %window.account_id, "reconciliation queued");
+        let location = format!("/api/v1/reconciliations/{run_id}");
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location.clone())],
+            Json(queued_json(
+                run_id,
+                &window.account_id,
+                start,
+                end,
+                "QUEUED",
+                None,
+                &location,
+            )),
+        )
+            .into_response());
+    }
+    let result = run::reconcile_account(&state.db, settings, &window)
+        .await
+        .map_err(run_problem)?;
     tracing::info!(run_id = %result.run_id, account_id = %window.account_id, "reconciliation run");
     let location = format!("/api/v1/reconciliations/{}", result.run_id);
     Ok((
@@ -374,13 +440,24 @@ fn parse_uuid(id: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| Problem::not_found(code, format!("no {what} {id}")))
 }
 
+/// One CSV row of an export, every cell neutralised against formula injection
+/// (`shared::reconcile::export`).
+fn write_row(out: &mut csv::Writer<Vec<u8>>, cells: &[&str]) -> csv::Result<()> {
+    out.write_record(
+        cells
+            .iter()
+            .map(|c| export::neutralise_csv_cell(c).into_owned()),
+    )
+}
+
 pub async fn get_run(
     State(state): State<AppState>,
-    ClientId(client): ClientId,
-    Path(id): Path<String>,
+    caller: Caller,
+    PathParam(id): PathParam,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let client = caller.client_id.clone();
     let params = query_params(query.as_deref(), &["format"])?;
     let csv = match params
         .iter()
@@ -396,20 +473,46 @@ pub async fn get_run(
             .is_some_and(|a| a.contains("text/csv")),
     };
     let run_id = parse_uuid(&id, "reconciliation_not_found", "reconciliation")?;
-    let run = store::get_run(&state.db, &client, run_id)
+    let Some(run) = store::get_run(&state.db, &client, run_id)
         .await
         .map_err(db)?
-        .ok_or_else(|| {
-            Problem::not_found(
-                "reconciliation_not_found",
-                format!("no reconciliation {id}"),
-            )
-        })?;
+    else {
+        // Not run yet (or it failed): a queued request of this client's, or nothing.
+        let request = requests::get(&state.db, &client, run_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| {
+                Problem::not_found(
+                    "reconciliation_not_found",
+                    format!("no reconciliation {id}"),
+                )
+            })?;
+        let location = format!("/api/v1/reconciliations/{run_id}");
+        return Ok(Json(queued_json(
+            run_id,
+            &request.account_id,
+            request.window_start,
+            request.window_end,
+            request.status.as_str(),
+            request.error.as_deref(),
+            &location,
+        ))
+        .into_response());
+    };
+    // The ledger-wide run (no account) is operations data: an operator reads it whole, with every
+    // discrepancy it found; to a client token it does not exist.
+    let ledger_wide = run.account_id.is_none();
+    if ledger_wide && !caller.is_operator() {
+        return Err(Problem::not_found(
+            "reconciliation_not_found",
+            format!("no reconciliation {id}"),
+        ));
+    }
     let discrepancies: Vec<DiscrepancyRow> = store::run_discrepancies(&state.db, run_id)
         .await
         .map_err(db)?
         .into_iter()
-        .filter(|d| d.client_id == client)
+        .filter(|d| ledger_wide || d.client_id == client)
         .collect();
     if !csv {
         let items: Vec<Value> = discrepancies.iter().map(discrepancy_json).collect();
@@ -428,59 +531,68 @@ pub async fn get_run(
             e.to_string(),
         )
     };
-    out.write_record([
-        "item",
-        "rule_or_kind",
-        "status",
-        "statement_line_id",
-        "external_id",
-        "booked_on",
-        "amount",
-        "expected",
-        "currency",
-        "transaction_ids",
-        "discrepancy_id",
-        "detail",
-    ])
+    write_row(
+        &mut out,
+        &[
+            "item",
+            "rule_or_kind",
+            "status",
+            "statement_line_id",
+            "external_id",
+            "booked_on",
+            "amount",
+            "expected",
+            "currency",
+            "transaction_ids",
+            "discrepancy_id",
+            "detail",
+        ],
+    )
     .map_err(csv_error)?;
     for m in &matches {
-        out.write_record([
-            "MATCH",
-            &m.rule,
-            "MATCHED",
-            &m.statement_line_id.to_string(),
-            &m.external_id,
-            &m.booked_on.to_string(),
-            &format_amount(m.amount, &m.currency),
-            "",
-            &m.currency,
-            &m.transaction_id.to_string(),
-            "",
-            "",
-        ])
+        write_row(
+            &mut out,
+            &[
+                "MATCH",
+                &m.rule,
+                "MATCHED",
+                &m.statement_line_id.to_string(),
+                &m.external_id,
+                &m.booked_on.to_string(),
+                &format_amount(m.amount, &m.currency),
+                "",
+                &m.currency,
+                &m.transaction_id.to_string(),
+                "",
+                "",
+            ],
+        )
         .map_err(csv_error)?;
     }
     for d in &discrepancies {
         let txs: Vec<String> = d.transaction_ids.iter().map(Uuid::to_string).collect();
         let cur = d.currency.as_deref().unwrap_or("");
-        out.write_record([
-            "DISCREPANCY",
-            &d.kind,
-            &d.status,
-            &d.statement_line_id
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
-            d.external_id.as_deref().unwrap_or(""),
-            &d.booked_on.map(|b| b.to_string()).unwrap_or_default(),
-            &d.actual.map(|a| format_amount(a, cur)).unwrap_or_default(),
-            &d.expected
-                .map(|a| format_amount(a, cur))
-                .unwrap_or_default(),
-            cur,
-            &txs.join(" "),
-            &d.id.to_string(),
-            &d.detail,
-        ])
+        write_row(
+            &mut out,
+            &[
+                "DISCREPANCY",
+                &d.kind,
+                &d.status,
+                &d.statement_line_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                d.external_id.as_deref().unwrap_or(""),
+                &d.booked_on.map(|b| b.to_string()).unwrap_or_default(),
+                &d.actual.map(|a| format_amount(a, cur)).unwrap_or_default(),
+                &d.expected
+                    .map(|a| format_amount(a, cur))
+                    .unwrap_or_default(),
+                cur,
+                &txs.join(" "),
+                &d.id.to_string(),
+                &d.detail,
+            ],
+        )
         .map_err(csv_error)?;
     }
     let bytes = out
@@ -569,7 +681,7 @@ fn with_history(d: &DiscrepancyRow, events: &[EventRow]) -> Value {
 pub async fn get_discrepancy(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
     let (d, events) = load_discrepancy(&state, &client, &id).await?;
     Ok(Json(with_history(&d, &events)))
@@ -642,7 +754,7 @@ async fn adjust(
         )
     })?;
     let suspense_id =
-        suspense.unwrap_or_else(|| state.config.reconcile.suspense_account_id.clone());
+        suspense.unwrap_or_else(|| state.config.reconcile.suspense_account_for(client));
     let account = visible_account(state, client, &account_id, "accountId").await?;
     let unusable = |detail: String| {
         Problem::unprocessable("suspense_account_unusable", "suspenseAccountId", detail)
@@ -669,16 +781,28 @@ async fn adjust(
     } else {
         (account.id.clone(), suspense.id.clone())
     };
-    let transfer = Transfer {
-        source_account_id: AccountId::parse(&source, "source").map_err(Problem::from)?,
-        destination_account_id: AccountId::parse(&destination, "destination")
-            .map_err(Problem::from)?,
+    // The same rules as a client's transfer (maximum, scale, texts): one way into intake.
+    let transfer = TransferDraft {
+        source_account_id: source.clone(),
+        destination_account_id: destination.clone(),
         amount: delta.abs(),
         currency: Currency::parse(&currency).map_err(Problem::from)?,
         reference: Some(format!("discrepancy:{}", d.id)),
         description: Some(format!("Reconciliation adjustment for {}", d.kind)),
-        metadata: json!({"discrepancyId": d.id, "kind": d.kind}),
-    };
+        metadata: Some(json!({"discrepancyId": d.id, "kind": d.kind})),
+    }
+    .validate(state.config.max_transfer_amount)
+    .map_err(|e| {
+        Problem::unprocessable(
+            "not_adjustable",
+            "action",
+            format!(
+                "the adjusting transfer would break a transfer rule: {}",
+                e.detail
+            ),
+        )
+        .with("reason", json!(e.code))
+    })?;
     let key = IdempotencyKey::parse(&format!("{}{}", store::ADJUSTMENT_KEY_PREFIX, d.id), "key")
         .map_err(Problem::from)?;
     let accepted = match intake::accept(state, client, &key, transfer)
@@ -729,7 +853,7 @@ async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
 pub async fn resolve(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(body): JsonBody<ResolveBody>,
 ) -> ApiResult<Json<Value>> {
     check_status_and_note(&body.status, body.note.as_deref())?;

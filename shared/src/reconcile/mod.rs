@@ -2,6 +2,7 @@
 //! engine that pairs imported statement lines with ledger postings and names every disagreement;
 //! loading lines and postings and storing runs and discrepancies belong to the adapters.
 
+pub mod export;
 pub mod import;
 pub mod matching;
 pub mod run;

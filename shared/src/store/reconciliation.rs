@@ -480,7 +480,8 @@ pub struct RunRow {
     pub report: Value,
 }
 
-/// A run the client may see: its own, or (for the ledger-wide run) any.
+/// The client's own run, or the ledger-wide run (no account); the caller decides who may read the
+/// latter (operator tokens only, in the API).
 pub async fn get_run(
     pool: &PgPool,
     client_id: &str,

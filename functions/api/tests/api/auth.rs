@@ -1,6 +1,6 @@
 use http::StatusCode;
 use serde_json::json;
-use shared::testkit::DEMO_TOKEN;
+use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN};
 
 use crate::helpers::{TestApp, post_request};
 
@@ -39,7 +39,7 @@ async fn every_route_but_health_and_ready_requires_a_valid_token() {
     // A valid token works, in any case of the scheme name.
     let req = http::Request::builder()
         .uri("/api/v1/queue/stats")
-        .header("authorization", format!("bearer {DEMO_TOKEN}"))
+        .header("authorization", format!("bearer {OPERATOR_TOKEN}"))
         .body(axum::body::Body::empty())
         .unwrap();
     app.send(req).await.assert_status(StatusCode::OK);

@@ -3,7 +3,10 @@
 
 mod accounts;
 mod auth;
+mod csv_export;
 mod helpers;
+mod hostile;
 mod intake;
 mod operations;
+mod roles;
 mod validation;

@@ -1,7 +1,7 @@
 use http::StatusCode;
 use shared::clients::Clients;
-use shared::idempotency::IdempotencyStore;
-use shared::testkit::DEMO_TOKEN;
+use shared::idempotency::{CachedStatus, IdempotencyStore};
+use shared::testkit::OPERATOR_TOKEN;
 
 use crate::helpers::{TestApp, send, transfer};
 
@@ -12,7 +12,7 @@ async fn queue_and_cache_stats_describe_our_resources() {
         .await
         .assert_status(StatusCode::ACCEPTED);
 
-    let q = app.get("/api/v1/queue/stats", Some(DEMO_TOKEN)).await;
+    let q = app.get("/api/v1/queue/stats", Some(OPERATOR_TOKEN)).await;
     let q = q.assert_status(StatusCode::OK);
     assert_eq!(q["queue"]["fifo"], true);
     assert_eq!(q["queue"]["contentBasedDeduplication"], false);
@@ -24,10 +24,13 @@ async fn queue_and_cache_stats_describe_our_resources() {
     assert_eq!(q["deadLetterQueue"]["fifo"], true);
     assert_eq!(q["deadLetterQueue"]["visible"], 0);
 
-    let c = app.get("/api/v1/cache/stats", Some(DEMO_TOKEN)).await;
+    let c = app.get("/api/v1/cache/stats", Some(OPERATOR_TOKEN)).await;
     let c = c.assert_status(StatusCode::OK);
     assert_eq!(c["reservations"], 1);
-    assert_eq!(c["keys"], 1);
+    assert_eq!(c["cachedStatuses"], 0);
+    assert_eq!(c["countWindowSeconds"], 600);
+    assert_eq!(c["countBucketSeconds"], 25);
+    assert!(c["databaseKeys"].as_u64().unwrap() >= 2);
     assert!(c["usedMemoryBytes"].as_u64().unwrap() > 0);
     assert!(c["keyPrefix"].as_str().unwrap().starts_with("test:"));
 }
@@ -52,4 +55,26 @@ async fn readiness_names_the_failing_component() {
     assert_eq!(problem["component"], "redis");
     assert_eq!(problem["checks"]["postgres"], "ok");
     assert_eq!(problem["checks"]["redis"], "unavailable");
+}
+
+#[tokio::test]
+async fn cache_stats_count_writes_instead_of_scanning() {
+    let app = TestApp::spawn().await;
+    let body = transfer("count-1", "a", "b", "1");
+    for _ in 0..2 {
+        app.post("/api/v1/transactions", &body).await;
+    }
+    let cache = &app.env.clients.cache;
+    let status = CachedStatus {
+        status: "COMPLETED".into(),
+        transaction_id: uuid::Uuid::now_v7(),
+        failure_code: None,
+    };
+    cache
+        .cache_statuses(&[("demo", "k1", status.clone()), ("demo", "k2", status)])
+        .await
+        .unwrap();
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(stats.reservations, 1, "a replay reserves nothing new");
+    assert_eq!(stats.cached_statuses, 2);
 }
