@@ -680,3 +680,38 @@ pub async fn reconcile_internal(
         timings_ms: vec![("internal", clock.elapsed().as_secs_f64() * 1000.0)],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(amount: Decimal) -> Discrepancy {
+        Discrepancy {
+            kind: DiscrepancyKind::MissingInLedger,
+            line_id: Some(1),
+            transaction_ids: vec![],
+            expected: None,
+            actual: Some(amount),
+            currency: "USD".into(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn report_totals_add_exactly_or_refuse_to_overflow() {
+        let ok = kind_totals([missing(Decimal::new(150, 2)), missing(Decimal::new(-50, 2))].iter())
+            .unwrap();
+        assert_eq!(ok["MISSING_IN_LEDGER"]["totals"]["USD"], "1.00");
+        assert_eq!(ok["MISSING_IN_LEDGER"]["count"], 2);
+        // Two lines stored before amounts were bounded: the sum does not fit, and says so.
+        let err = kind_totals([missing(Decimal::MAX), missing(Decimal::MAX)].iter()).unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{err}");
+        let mismatch = Discrepancy {
+            kind: DiscrepancyKind::AmountMismatch,
+            expected: Some(Decimal::MIN),
+            actual: Some(Decimal::MAX),
+            ..missing(Decimal::ONE)
+        };
+        assert!(kind_totals([mismatch].iter()).is_err());
+    }
+}
