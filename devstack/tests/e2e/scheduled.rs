@@ -74,8 +74,8 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
             .await
             .unwrap();
     }
-    // A balance that drifted from its entries.
-    let conn = env.clients.db.get().await.unwrap();
+    // A balance that drifted from its entries (planted as the schema owner, not the functions).
+    let conn = env.admin_db.get().await.unwrap();
     conn.execute(
         "UPDATE account_balances SET balance = balance + 1 WHERE account_id = 'customer'",
         &[],

@@ -2,6 +2,10 @@
 //! that changes the resource, and it applies pending migrations (idempotent; refinery records what
 //! ran, an advisory lock serializes runners). Delete is a no-op: a stack deletion never drops data.
 //! Whatever happens, CloudFormation gets an answer, so a stack never hangs waiting for one.
+//!
+//! The migrator is the only function with the schema owner's credentials (`DATABASE_SECRET_ARN`).
+//! With `APP_DATABASE_SECRET_ARN` it also creates the other functions' login from that secret (or
+//! sets its password) and makes it a member of `ledger_app` (DESIGN.md section 14).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
+use shared::store::{self, PgPool, roles};
 
 pub const PHYSICAL_ID: &str = "payment-ledger-schema";
 
@@ -46,6 +51,20 @@ pub struct Response {
     pub request_id: String,
     pub logical_resource_id: String,
     pub data: BTreeMap<String, String>,
+}
+
+/// Applies pending migrations as the owner, then (with `app_login`) ensures the functions' login
+/// is a member of `ledger_app` with that password. Returns the migrations applied now.
+pub async fn migrate_and_ensure_login(
+    owner: &PgPool,
+    app_login: Option<&roles::AppLogin>,
+) -> anyhow::Result<Vec<String>> {
+    let applied = store::migrate(owner).await?;
+    if let Some(login) = app_login {
+        roles::ensure_app_login(owner, &login.username, Some(&login.password)).await?;
+        tracing::info!(login = %login.username, "functions' database login is a member of ledger_app");
+    }
+    Ok(applied)
 }
 
 /// Handles one request: runs `migrate` unless it is a Delete, then reports to CloudFormation.

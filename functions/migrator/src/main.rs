@@ -1,12 +1,24 @@
 //! Lambda entry point for the migrations custom resource.
 
+use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
 use shared::clients::Clients;
 use shared::config::Config;
+use shared::store::roles::AppLogin;
 
+/// Connects with the owner's credentials (`DATABASE_SECRET_ARN` or `DATABASE_URL`); the functions'
+/// login comes from `APP_DATABASE_SECRET_ARN` when set.
 async fn apply() -> anyhow::Result<Vec<String>> {
     let clients = Clients::build(Config::from_env()?).await?;
-    shared::store::migrate(&clients.db).await
+    let app_login = match std::env::var("APP_DATABASE_SECRET_ARN") {
+        Ok(arn) if !arn.is_empty() => Some(
+            AppLogin::from_secret(&arn)
+                .await
+                .context("APP_DATABASE_SECRET_ARN")?,
+        ),
+        _ => None,
+    };
+    migrator::migrate_and_ensure_login(&clients.db, app_login.as_ref()).await
 }
 
 #[tokio::main]

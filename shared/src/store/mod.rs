@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod invariants;
 pub mod posting;
 pub mod reconciliation;
+pub mod roles;
 pub mod tls;
 pub mod transactions;
 
