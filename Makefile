@@ -8,7 +8,7 @@ export AWS_EC2_METADATA_DISABLED ?= true
 export AWS_ENDPOINT_URL_SQS ?= http://127.0.0.1:4566
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: run setup services test clean-test-data ci-extra lint-iac sam-build invoke-events bench
+.PHONY: run setup services test clean-test-data ci-extra lint-iac sam-build invoke-events bench fuzz
 
 ## Start services, create the database and queues, migrate, serve the API on 127.0.0.1:3000.
 run: services
@@ -32,6 +32,12 @@ clean-test-data:
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT datname FROM pg_database WHERE datname LIKE 'ledger_test_%'" | \
 	  while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE \"$$db\"" >/dev/null; done
+
+## schemathesis against openapi.yaml on a devstack of its own (fresh database `ledger_fuzz`, fresh
+## queues and Redis prefix, port 3917): every check, FUZZ_MAX_EXAMPLES per operation (default 100).
+## Fails on any 5xx or response the spec does not allow; prints the request count.
+fuzz: services
+	./scripts/fuzz-api.sh
 
 ## Deployment checks CI runs after the tests: template lints and security scan, every event through
 ## `cargo lambda invoke`, and `sam build` when its inputs changed since the last verified build.

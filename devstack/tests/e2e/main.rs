@@ -7,4 +7,5 @@ mod helpers;
 mod openapi;
 mod reconciliation;
 mod reconciliation_api;
+mod routes;
 mod scheduled;
