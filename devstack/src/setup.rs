@@ -108,7 +108,18 @@ pub async fn prepare() -> anyhow::Result<Clients> {
         .map_err(anyhow::Error::msg)?
         .with_client(DEMO_CLIENT, DEMO_TOKEN)
         .with_role(OPERATOR_CLIENT, OPERATOR_TOKEN, Role::Operator);
-    let clients = Clients::build_with(config, auth, sqs)?;
+    let mut clients = Clients::build_with(config, auth, sqs)?;
+    // A local SQS server that restarts comes back empty: recreate the queues rather than answer
+    // 503 until devstack itself is restarted.
+    clients.queue = clients.queue.recreating(queue::RecreateQueues {
+        name: env["SQS_QUEUE_NAME"].clone(),
+        max_receive_count: env["SQS_MAX_RECEIVE_COUNT"]
+            .parse()
+            .context("SQS_MAX_RECEIVE_COUNT")?,
+        visibility_timeout_secs: env["SQS_VISIBILITY_TIMEOUT"]
+            .parse()
+            .context("SQS_VISIBILITY_TIMEOUT")?,
+    });
     tracing::info!(
         database = %store::redact(&clients.config.database_url),
         queue = %queue_url,

@@ -2,11 +2,9 @@
 //! here opens a connection (PostgreSQL and Redis connect on first use, SQS per request).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, DatabaseSecret};
@@ -26,13 +24,8 @@ pub struct Clients {
 /// The AWS SDK configuration from the standard environment (`AWS_REGION`, credentials,
 /// `AWS_ENDPOINT_URL_SQS` for a local server) with timeouts that fail fast.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(10))
-        .build();
     aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts)
+        .timeout_config(crate::queue::timeouts())
         .load()
         .await
 }
@@ -114,6 +107,7 @@ impl Clients {
             config.database_pool_size,
             config.database_sslmode,
             config.database_ca_pem.as_deref(),
+            &config.database_timeouts,
         )?;
         let cache = IdempotencyStore::new(
             &config.redis_url,

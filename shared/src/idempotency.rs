@@ -42,6 +42,13 @@ enum Record {
         request_hash: String,
         accepted: Accepted,
     },
+    /// The send's outcome is unknown (the message may be queued): kept for the full TTL, so the
+    /// same request resumes it and another one under this key is refused.
+    SendUnknown {
+        #[serde(rename = "requestHash")]
+        request_hash: String,
+        token: Uuid,
+    },
 }
 
 /// Outcome of trying to reserve a key.
@@ -51,7 +58,12 @@ pub enum Reservation {
     Reserved(ReservationToken),
     /// Same key, same request, already accepted: replay this.
     Replay(Accepted),
-    /// Same key, same request, still being enqueued by another request.
+    /// Same key, same request, reserved but never confirmed: an earlier attempt is still sending,
+    /// or died, or its send's outcome is unknown (a timeout). Send again under this token: the same
+    /// deduplication id and transaction id make a second send harmless.
+    Resume(ReservationToken),
+    /// Same key, a request still being enqueued (another one, or this one reserved less than
+    /// `RESUME_AFTER` ago): retryable.
     InProgress,
     /// Same key, different request.
     KeyReused,
@@ -89,6 +101,21 @@ pub struct CacheStats {
     pub database_keys: u64,
     pub used_memory_bytes: u64,
     pub used_memory_human: String,
+}
+
+/// How old an unconfirmed reservation of the same request must be before a retry resumes it (an
+/// intake normally confirms within milliseconds; a stalled one has answered its client by then).
+pub const RESUME_AFTER: Duration = Duration::from_secs(3);
+
+/// The age of a reservation, from its token's UUIDv7 timestamp.
+fn reservation_age(token: Uuid) -> Duration {
+    let Some((secs, nanos)) = token.get_timestamp().map(|t| t.to_unix()) else {
+        return Duration::MAX;
+    };
+    let made = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
+    std::time::SystemTime::now()
+        .duration_since(made)
+        .unwrap_or_default()
 }
 
 /// How long an in-progress reservation lives if its request never finishes.
@@ -181,9 +208,30 @@ impl IdempotencyStore {
             }));
         };
         Ok(match serde_json::from_str::<Record>(&existing) {
+            // The same request, reserved a while ago and never confirmed: its intake died or never
+            // heard Redis answer (a stall). Recognise it as this request rather than make the client
+            // wait out the reservation; a younger one is most likely still being sent.
+            Ok(Record::InProgress {
+                request_hash: h,
+                token,
+            }) if h == request_hash && reservation_age(token) >= RESUME_AFTER => {
+                Reservation::Resume(ReservationToken {
+                    key: redis_key,
+                    value: existing,
+                    request_hash: request_hash.to_string(),
+                })
+            }
             Ok(Record::InProgress {
                 request_hash: h, ..
             }) if h == request_hash => Reservation::InProgress,
+            Ok(Record::SendUnknown {
+                request_hash: h, ..
+            }) if h == request_hash => Reservation::Resume(ReservationToken {
+                key: redis_key,
+                value: existing,
+                request_hash: request_hash.to_string(),
+            }),
+            Ok(Record::InProgress { .. }) => Reservation::InProgress,
             Ok(Record::Enqueued {
                 request_hash: h,
                 accepted,
@@ -216,6 +264,23 @@ impl IdempotencyStore {
         Ok(())
     }
 
+    /// Keeps a reservation whose send's outcome is unknown for the full TTL: the same request may
+    /// resume it, another request under the key is refused (the first may be on the queue).
+    pub async fn keep_unknown(&self, token: ReservationToken) -> Result<(), CacheError> {
+        let value = serde_json::to_string(&Record::SendUnknown {
+            request_hash: token.request_hash,
+            token: Uuid::now_v7(),
+        })
+        .expect("serializable");
+        let mut conn = self.conn().await?;
+        let opts = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::XX)
+            .with_expiration(redis::SetExpiry::EX(self.ttl.as_secs()));
+        conn.set_options::<_, _, ()>(&token.key, value, opts)
+            .await?;
+        Ok(())
+    }
+
     /// Frees a reservation whose message never reached the queue, so the client's retry can proceed.
     pub async fn release(&self, token: ReservationToken) -> Result<(), CacheError> {
         let mut conn = self.conn().await?;
@@ -239,7 +304,7 @@ impl IdempotencyStore {
         Ok(raw
             .and_then(|r| serde_json::from_str::<Record>(&r).ok())
             .map(|r| match r {
-                Record::InProgress { .. } => None,
+                Record::InProgress { .. } | Record::SendUnknown { .. } => None,
                 Record::Enqueued { accepted, .. } => Some(accepted),
             }))
     }

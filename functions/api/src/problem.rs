@@ -90,6 +90,22 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
     }
 
+    /// A dependency is down, with a detail that says what the client should do.
+    pub fn unavailable_because(
+        component: &str,
+        err: &dyn std::fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
+        tracing::error!(component, error = %err, "dependency unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            detail,
+        )
+        .retry_after(1)
+        .with("component", json!(component))
+    }
+
     /// A dependency is down: retryable, nothing was done.
     pub fn unavailable(component: &str, err: &dyn std::fmt::Display) -> Self {
         tracing::error!(component, error = %err, "dependency unavailable");

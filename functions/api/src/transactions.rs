@@ -1,7 +1,7 @@
 //! `/transactions`: intake (Redis reservation, then SQS FIFO) and status lookups.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,11 +10,11 @@ use shared::accounts::AccountId;
 use shared::idempotency::Accepted;
 use shared::intake::{self, Intake, IntakeError};
 use shared::money::{Currency, format_amount};
-use shared::store::{accounts as account_store, transactions as tx_store};
-use shared::transfers::{IdempotencyKey, TransferInput};
+use shared::store::{accounts as account_store, intake as intake_store, transactions as tx_store};
+use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of};
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody};
+use crate::extract::{ClientId, JsonBody, PathParam};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Deserialize)]
@@ -27,7 +27,7 @@ pub struct SubmitBody {
 
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-fn status_path(key: &str) -> String {
+pub(crate) fn status_path(key: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')
@@ -131,8 +131,37 @@ pub fn intake_problem(e: IntakeError) -> Problem {
             "idempotencyKey",
             "this idempotency key was already used for a different request",
         ),
-        IntakeError::Cache(e) => Problem::unavailable("redis", &e),
-        IntakeError::Queue(e) => Problem::unavailable("sqs", &e),
+        IntakeError::Cache(e) => Problem::unavailable_because(
+            "redis",
+            &e,
+            "redis is unavailable; nothing was enqueued: retry with the same idempotency key",
+        ),
+        IntakeError::Store(e) => Problem::unavailable_because(
+            "postgres",
+            &e,
+            "postgres is unavailable; nothing was enqueued: retry with the same idempotency key",
+        ),
+        IntakeError::Queue(e) => Problem::unavailable_because(
+            "sqs",
+            &e,
+            format!("the queue refused the transfer, so nothing was enqueued ({e}); retry later"),
+        ),
+        IntakeError::OutcomeUnknown {
+            transaction_id,
+            error,
+        } => {
+            tracing::error!(component = "sqs", %error, %transaction_id, "send outcome unknown");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outcome_unknown",
+                "outcome unknown: the queue did not answer in time, so the transfer may or may not \
+                 have been accepted; retry with the same idempotency key and the same body (it then \
+                 posts exactly once, under this transactionId); a new key could pay twice",
+            )
+            .retry_after(1)
+            .with("component", json!("sqs"))
+            .with("transactionId", json!(transaction_id))
+        }
     }
 }
 
@@ -178,7 +207,7 @@ fn record_json(r: &tx_store::TransactionRecord) -> Value {
 pub async fn status(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> ApiResult<Json<Value>> {
     let not_found = || {
         Problem::not_found(
@@ -186,7 +215,8 @@ pub async fn status(
             "no transfer with this idempotency key (for this client)",
         )
     };
-    if IdempotencyKey::parse(&key, "key").is_err() {
+    // A client's key, or the reserved key of one of its adjusting transfers.
+    if IdempotencyKey::parse(&key, "key").is_err() && adjustment_of(&key).is_none() {
         return Err(not_found());
     }
     match tx_store::find_by_key(&state.db, &client, &key).await {
@@ -211,14 +241,27 @@ pub async fn status(
             };
         }
     }
-    let pending = state
+    // Accepted but not yet posted: the durable intake record says so even when Redis lost the key.
+    let accepted = intake_store::find(&state.db, &client, &key)
+        .await
+        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    // Redis adds the messageId and expiry when it still has them (best effort).
+    let cached = state
         .cache
         .pending(&client, &key)
         .await
-        .map_err(|e| Problem::unavailable("redis", &e))?
-        .ok_or_else(not_found)?;
+        .ok()
+        .flatten()
+        .flatten();
+    if accepted.is_none() && cached.is_none() {
+        return Err(not_found());
+    }
     let mut body = json!({ "idempotencyKey": key, "status": "PENDING" });
-    if let Some(a) = pending {
+    if let Some(a) = &accepted {
+        body["transactionId"] = json!(a.transaction_id);
+        body["acceptedAt"] = json!(a.accepted_at);
+    }
+    if let Some(a) = cached {
         body["transactionId"] = json!(a.transaction_id);
         body["messageId"] = json!(a.message_id);
         body["acceptedAt"] = json!(a.accepted_at);

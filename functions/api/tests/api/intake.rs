@@ -138,7 +138,7 @@ async fn fifty_concurrent_requests_with_one_key_enqueue_one_message() {
 }
 
 #[tokio::test]
-async fn sqs_unavailable_is_503_and_releases_the_reservation() {
+async fn sqs_unreachable_is_503_outcome_unknown_and_the_same_key_settles_it() {
     let app = TestApp::spawn().await;
     let c = &app.env.clients;
     let broken_sqs = queue::local_client("http://127.0.0.1:9").await;
@@ -153,13 +153,50 @@ async fn sqs_unavailable_is_503_and_releases_the_reservation() {
         post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.clone()),
     )
     .await;
-    let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    // A failed connection cannot prove the request never reached SQS: the outcome is unknown.
+    let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown");
     assert_eq!(problem["component"], "sqs");
+    let promised = problem["transactionId"].clone();
     assert!(res.headers.contains_key("retry-after"));
 
-    // The key was released: the client's retry goes through once SQS is back.
+    // Another body under the key is refused; the same one goes through once SQS is back, under
+    // the promised transaction id.
+    let other = transfer("sqs-down-1", "alice", "bob", "8.00").to_string();
+    app.post_raw("/api/v1/transactions", Some(DEMO_TOKEN), other)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     let retry = app
         .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), body)
+        .await;
+    assert_eq!(
+        retry.assert_status(StatusCode::ACCEPTED)["transactionId"],
+        promised
+    );
+    assert_eq!(app.queue_depth().await, 1);
+}
+
+#[tokio::test]
+async fn a_queue_that_refuses_is_503_and_frees_the_key() {
+    let app = TestApp::spawn().await;
+    let c = &app.env.clients;
+    let missing = format!("{}-gone", c.queue.url().trim_end_matches(".fifo"));
+    let broken = Clients {
+        queue: Queue::new(c.queue.client().clone(), format!("{missing}.fifo"), None),
+        ..c.clone()
+    };
+    let router = app.router_with(broken);
+    let body = transfer("sqs-refused-1", "alice", "bob", "7.00").to_string();
+    let res = send(
+        &router,
+        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body),
+    )
+    .await;
+    let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_eq!(problem["component"], "sqs");
+    // Nothing is on the queue, so the key is free for another body.
+    let other = transfer("sqs-refused-1", "alice", "bob", "9.00").to_string();
+    let retry = app
+        .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), other)
         .await;
     retry.assert_status(StatusCode::ACCEPTED);
     assert!(retry.headers.get("idempotent-replayed").is_none());

@@ -1,0 +1,123 @@
+//! The durable intake record: which request each (client, key) was accepted for, and with which
+//! transaction id. Written before the message is sent, so Redis losing a reservation can never
+//! turn a retry into a second transfer or a reused key into a silent drop.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{PgPool, StoreError};
+
+/// A request already accepted (or already in the ledger) under a client's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriorRequest {
+    pub request_hash: String,
+    pub transaction_id: Uuid,
+    pub accepted_at: DateTime<Utc>,
+    /// Whether the processor has recorded it (posted or failed).
+    pub recorded: bool,
+}
+
+/// What recording a request found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The key was free: this request now holds it.
+    New,
+    /// The key holds this earlier request (the ledger's own record wins over the intake's).
+    Existing(PriorRequest),
+    /// Another request took the key between the lookup and the insert (retryable).
+    Concurrent,
+}
+
+// One round trip: the ledger's and the intake's record of the key, and the insert when neither has
+// one. Transfers accepted before this table existed are found in `transactions`.
+const RECORD: &str = "WITH prior AS (
+         SELECT request_hash, id AS transaction_id, accepted_at, true AS recorded, 0 AS rank
+         FROM transactions WHERE client_id = $1 AND idempotency_key = $2
+         UNION ALL
+         SELECT request_hash, transaction_id, accepted_at, false, 1
+         FROM intake_requests WHERE client_id = $1 AND idempotency_key = $2
+     ), ins AS (
+         INSERT INTO intake_requests (client_id, idempotency_key, request_hash, transaction_id, accepted_at)
+         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM prior)
+         ON CONFLICT (client_id, idempotency_key) DO NOTHING
+         RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM ins) AS inserted, p.request_hash, p.transaction_id, p.accepted_at, p.recorded
+     FROM (SELECT 1) AS one
+     LEFT JOIN (SELECT * FROM prior ORDER BY rank LIMIT 1) AS p ON true";
+
+/// Records that `(client_id, key)` is accepted for this request, unless the key already holds one.
+pub async fn record(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+    request_hash: &str,
+    transaction_id: Uuid,
+    accepted_at: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn.prepare_cached(RECORD).await?;
+    let row = conn
+        .query_one(
+            &stmt,
+            &[
+                &client_id,
+                &key,
+                &request_hash,
+                &transaction_id,
+                &accepted_at,
+            ],
+        )
+        .await?;
+    if row.get::<_, i64>(0) == 1 {
+        return Ok(Recorded::New);
+    }
+    Ok(match row.get::<_, Option<String>>(1) {
+        Some(request_hash) => Recorded::Existing(PriorRequest {
+            request_hash,
+            transaction_id: row.get(2),
+            accepted_at: row.get(3),
+            recorded: row.get(4),
+        }),
+        None => Recorded::Concurrent,
+    })
+}
+
+/// Forgets a request that never reached the queue (SQS refused it outright), so the key is free.
+pub async fn forget(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+    transaction_id: Uuid,
+) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "DELETE FROM intake_requests
+         WHERE client_id = $1 AND idempotency_key = $2 AND transaction_id = $3",
+        &[&client_id, &key, &transaction_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The accepted request under a client's key, if intake recorded one.
+pub async fn find(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+) -> Result<Option<PriorRequest>, StoreError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT request_hash, transaction_id, accepted_at FROM intake_requests
+             WHERE client_id = $1 AND idempotency_key = $2",
+            &[&client_id, &key],
+        )
+        .await?;
+    Ok(row.map(|r| PriorRequest {
+        request_hash: r.get(0),
+        transaction_id: r.get(1),
+        accepted_at: r.get(2),
+        recorded: false,
+    }))
+}
