@@ -262,6 +262,7 @@ async fn grants_are_exactly_what_the_functions_run() {
             "discrepancies INSERT,SELECT",
             "discrepancy_events INSERT,SELECT",
             "discrepancy_events_id_seq USAGE",
+            "intake_requests DELETE,INSERT,SELECT",
             "ledger_entries INSERT,SELECT",
             "ledger_entries_id_seq USAGE",
             "matches INSERT,SELECT",
