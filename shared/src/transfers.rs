@@ -131,6 +131,7 @@ impl TransferDraft {
             reference,
             description,
             metadata,
+            adjusts: None,
             validated: Validated(()),
         })
     }
@@ -192,6 +193,12 @@ pub struct Transfer {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub metadata: Value,
+    /// The discrepancy this transfer adjusts, for the reconciliation's adjusting transfers (set
+    /// only by `Transfer::adjusting`; never by a client's request). Absent from a client transfer's
+    /// JSON, so its queue message and request hash are what they always were, while an adjusting
+    /// transfer's hash covers the discrepancy it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    adjusts: Option<Uuid>,
     /// Only `TransferDraft::validate` (and reading our own queue messages) makes a `Transfer`.
     #[serde(skip, default = "Validated::read")]
     validated: Validated,
@@ -213,6 +220,39 @@ impl Transfer {
         let canonical = serde_json::to_vec(self).expect("a transfer always serializes");
         hex::encode(Sha256::digest(canonical))
     }
+
+    /// This transfer as the adjusting transfer of a discrepancy.
+    pub fn adjusting(mut self, discrepancy_id: Uuid) -> Self {
+        self.adjusts = Some(discrepancy_id);
+        self
+    }
+
+    /// The discrepancy an adjusting transfer answers (`None` for a client's transfer).
+    pub fn adjusts(&self) -> Option<Uuid> {
+        self.adjusts
+    }
+}
+
+/// The idempotency key of attempt `attempt` (1, 2, ... : a new attempt only after the previous one
+/// was rejected) of the adjusting transfer for a discrepancy: `adjust <discrepancy id> <attempt>`.
+/// The spaces put it outside the keys a client can send (`IdempotencyKey::parse`: visible ASCII
+/// only), so it never collides with a client's key in the ledger's unique (client, key) or in the
+/// Redis reservations, and no client key (`adjust-...` or any other) is reserved.
+pub fn adjustment_key(discrepancy_id: Uuid, attempt: u32) -> IdempotencyKey {
+    IdempotencyKey(format!(
+        "{ADJUSTMENT_KEY_PREFIX}{} {attempt}",
+        discrepancy_id.hyphenated()
+    ))
+}
+
+const ADJUSTMENT_KEY_PREFIX: &str = "adjust ";
+
+/// The discrepancy and attempt of an adjusting transfer's key; `None` for any other key.
+pub fn adjustment_of(key: &str) -> Option<(Uuid, u32)> {
+    let (id, attempt) = key.strip_prefix(ADJUSTMENT_KEY_PREFIX)?.split_once(' ')?;
+    let parsed = (Uuid::parse_str(id).ok()?, attempt.parse::<u32>().ok()?);
+    // Only the canonical spelling: one key per (discrepancy, attempt).
+    (parsed.1 >= 1 && adjustment_key(parsed.0, parsed.1).as_str() == key).then_some(parsed)
 }
 
 /// Version 1 of the queue contract between the API and the processor.
@@ -250,7 +290,15 @@ impl TransferMessage {
         if msg.v != MESSAGE_VERSION {
             return Err(format!("unsupported message version {}", msg.v));
         }
-        IdempotencyKey::parse(&msg.idempotency_key, "idempotencyKey").map_err(|e| e.to_string())?;
+        // A client's key, or the reserved key of the discrepancy an adjusting transfer answers.
+        match (adjustment_of(&msg.idempotency_key), msg.transfer.adjusts) {
+            (None, None) => {
+                IdempotencyKey::parse(&msg.idempotency_key, "idempotencyKey")
+                    .map_err(|e| e.to_string())?;
+            }
+            (Some((id, _)), Some(adjusts)) if id == adjusts => {}
+            _ => return Err("an adjusting transfer's key and discrepancy disagree".to_string()),
+        }
         let t = &msg.transfer;
         if t.amount <= Decimal::ZERO || t.amount.scale() != t.currency.minor_units() {
             return Err(format!(
@@ -367,6 +415,50 @@ mod tests {
             ".",
             "..",
             "nul\0",
+    #[test]
+    fn adjusting_transfers_are_marked_and_keyed_outside_the_clients_keys() {
+        let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1","currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        let client_body = serde_json::to_string(&t).unwrap();
+        assert!(!client_body.contains("adjusts"), "{client_body}");
+        let id = Uuid::now_v7();
+        let adjusting = t.clone().adjusting(id);
+        assert_eq!(adjusting.adjusts(), Some(id));
+        assert_ne!(adjusting.request_hash(), t.request_hash());
+
+        let key = adjustment_key(id, 2);
+        assert_eq!(key.as_str(), format!("adjust {id} 2"));
+        assert_eq!(adjustment_of(key.as_str()), Some((id, 2)));
+        assert!(IdempotencyKey::parse(key.as_str(), "k").is_err());
+        for other in [
+            format!("adjust-{id}"),
+            format!("adjust {id}"),
+            format!("adjust {id} 0"),
+            format!("adjust {id} 02"),
+            format!("adjust {} 1", id.simple()),
+            "adjust x 1".to_string(),
+        ] {
+            assert_eq!(adjustment_of(&other), None, "{other}");
+        }
+
+        let msg = TransferMessage::new("demo", &key, adjusting.clone());
+        let body = serde_json::to_string(&msg).unwrap();
+        assert_eq!(TransferMessage::parse(&body).unwrap(), msg);
+        // The reserved key only with its discrepancy, and a discrepancy only with its key.
+        let other = adjustment_key(Uuid::now_v7(), 1);
+        for bad in [
+            TransferMessage::new("demo", &other, adjusting.clone()),
+            TransferMessage::new("demo", &key, t.clone()),
+            TransferMessage::new("demo", &IdempotencyKey::parse("k", "k").unwrap(), adjusting),
+        ] {
+            assert!(TransferMessage::parse(&serde_json::to_string(&bad).unwrap()).is_err());
+        }
+        let plain =
+            TransferMessage::new("demo", &IdempotencyKey::parse("adjust-x", "k").unwrap(), t);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("adjusts"));
+    }
+
         ] {
             assert_eq!(
                 IdempotencyKey::parse(bad, "k").unwrap_err().code,

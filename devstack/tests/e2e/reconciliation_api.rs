@@ -457,7 +457,8 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
     )
     .await;
     assert_eq!(adjusted.status, StatusCode::OK, "{}", adjusted.text);
-    assert_eq!(adjusted.body["status"], "RESOLVED");
+    // ADJUSTING until the processor has posted the transfer.
+    assert_eq!(adjusted.body["status"], "ADJUSTING", "{}", adjusted.text);
     let transfer = &adjusted.body["resolution"]["transfer"];
     assert_eq!(
         (
@@ -466,33 +467,77 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
         ),
         (Some("1.00"), Some("bank"))
     );
+    let transaction_id = transfer["transactionId"].as_str().unwrap().to_string();
+    let poll_url = transfer["pollUrl"].as_str().unwrap().to_string();
+    let key = adjusted.body["resolution"]["idempotencyKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(key, format!("adjust {mismatch} 1"));
+    assert_eq!(transfer["idempotencyKey"], key.as_str());
     let history = adjusted.body["history"].as_array().unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(
         (
             history[2]["actor"].as_str(),
-            history[2]["fromStatus"].as_str()
+            history[2]["fromStatus"].as_str(),
+            history[2]["toStatus"].as_str()
         ),
-        (Some("demo"), Some("INVESTIGATING"))
+        (Some("demo"), Some("INVESTIGATING"), Some("ADJUSTING"))
     );
     assert_eq!(history[2]["note"], "1.00 fee withheld");
-    // Resolving again changes nothing and posts nothing more.
+    let (_, pending) = s.call("GET", &poll_url, None).await;
+    assert_eq!(pending["status"], "PENDING", "{pending}");
+    let listed = get(&s, "/api/v1/discrepancies?status=ADJUSTING").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["discrepancies"][0]["id"], mismatch.as_str());
+    // Resolving again while it waits sends the same transfer (posted once) and records nothing.
     let again = post_json(
         &s,
         &resolve(&mismatch),
         json!({"status": "RESOLVED", "action": "adjust"}),
     )
     .await;
-    assert_eq!(again.body["history"].as_array().unwrap().len(), 3);
-    problem(
-        &post_json(&s, &resolve(&mismatch), json!({"status": "IGNORED"})).await,
-        StatusCode::CONFLICT,
-        "invalid_transition",
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["status"], "ADJUSTING");
+    assert_eq!(
+        again.body["resolution"]["transfer"]["transactionId"],
+        transaction_id.as_str()
     );
+    assert_eq!(again.body["history"].as_array().unwrap().len(), 3);
+    // Nothing moves it by hand meanwhile: its transfer decides.
+    for status in ["IGNORED", "RESOLVED"] {
+        problem(
+            &post_json(&s, &resolve(&mismatch), json!({"status": status})).await,
+            StatusCode::CONFLICT,
+            "invalid_transition",
+        );
+    }
     s.drain().await;
     assert_eq!(s.balance("bank").await, "169.00");
+    let resolved = get(&s, &format!("/api/v1/discrepancies/{mismatch}")).await;
+    assert_eq!(resolved.body["status"], "RESOLVED", "{}", resolved.text);
+    let history = resolved.body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 4);
     assert_eq!(
-        s.count("SELECT count(*) FROM transactions WHERE idempotency_key LIKE 'adjust-%'")
+        (
+            history[3]["actor"].as_str(),
+            history[3]["fromStatus"].as_str(),
+            history[3]["toStatus"].as_str(),
+            history[3]["note"].as_str()
+        ),
+        (
+            Some("demo"),
+            Some("ADJUSTING"),
+            Some("RESOLVED"),
+            Some(format!("adjusting transfer {transaction_id} posted").as_str())
+        )
+    );
+    assert_eq!(history[3]["action"]["outcome"], "posted");
+    let (_, completed) = s.call("GET", &poll_url, None).await;
+    assert_eq!(completed["status"], "COMPLETED", "{completed}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM transactions WHERE adjusts_discrepancy_id IS NOT NULL")
             .await,
         1
     );
@@ -568,5 +613,149 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
     assert_eq!(rerun.body["counts"]["ledgerItems"], 3);
     let open = get(&s, "/api/v1/discrepancies?status=OPEN").await;
     assert_eq!(open.body["discrepancies"].as_array().unwrap().len(), 1);
+    s.env.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_transfers() {
+    let s = Stack::start().await;
+    open(&s, &["bank", "world"]).await;
+    // The default suspense account may not go below zero: an adjustment paid out of it fails.
+    s.open("suspense-demo", "0").await;
+    // A client's own transfer under a key that starts with `adjust-`: an ordinary transfer.
+    let body = json!({"transaction": {"source_account_id": "world", "destination_account_id": "bank",
+        "amount": "30.00", "currency": "USD", "reference": "INV-9"}, "idempotencyKey": "adjust-anything"});
+    let (status, _) = s.call("POST", "/api/v1/transactions", Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The keys adjustments use are not a client's to send.
+    let (status, refused) = s
+        .submit(
+            "adjust 0190aaaa-0000-7000-8000-000000000000 1",
+            "world",
+            "bank",
+            "1.00",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    s.drain().await;
+    let t = today();
+    let statement = format!(
+        "id,booked_date,amount,currency,reference\nb1,{t},30.00,USD,INV-9\nb2,{t},7.50,USD,\n"
+    );
+    let imported = send(
+        &s,
+        "POST",
+        "/api/v1/statements?accountId=bank",
+        Some("text/csv"),
+        statement.into_bytes(),
+        DEMO_TOKEN,
+    )
+    .await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
+    let window = json!({"startDate": t, "endDate": t});
+    let run = post_json(&s, "/api/v1/accounts/bank/reconcile", window.clone()).await;
+    assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
+    assert_eq!(run.body["counts"]["ledgerItems"], 1, "{}", run.text);
+    assert_eq!(run.body["counts"]["matchedLines"], 1, "{}", run.text);
+    let open_now = get(&s, "/api/v1/discrepancies?status=OPEN").await;
+    let found = open_now.body["discrepancies"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{}", open_now.text);
+    assert_eq!(
+        (found[0]["kind"].as_str(), found[0]["externalId"].as_str()),
+        (Some("MISSING_IN_LEDGER"), Some("b2"))
+    );
+    let missing = found[0]["id"].as_str().unwrap().to_string();
+    let resolve = format!("/api/v1/discrepancies/{missing}/resolve");
+
+    let adjusted = post_json(
+        &s,
+        &resolve,
+        json!({"status": "RESOLVED", "action": "adjust"}),
+    )
+    .await;
+    assert_eq!(adjusted.body["status"], "ADJUSTING", "{}", adjusted.text);
+    let poll_url = adjusted.body["resolution"]["transfer"]["pollUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.drain().await;
+    let reopened = get(&s, &format!("/api/v1/discrepancies/{missing}")).await;
+    assert_eq!(reopened.body["status"], "OPEN", "{}", reopened.text);
+    assert_eq!(
+        reopened.body["resolution"]["failureCode"],
+        "insufficient_funds"
+    );
+    let last = reopened.body["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["fromStatus"].as_str(), last["toStatus"].as_str()),
+        (Some("ADJUSTING"), Some("OPEN"))
+    );
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("rejected: insufficient_funds"),
+        "{last}"
+    );
+    assert_eq!(last["action"]["failureCode"], "insufficient_funds");
+    let (_, failed) = s.call("GET", &poll_url, None).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["failureCode"].as_str()),
+        (Some("FAILED"), Some("insufficient_funds")),
+        "{failed}"
+    );
+    assert_eq!(s.balance("bank").await, "30.00");
+
+    // Again, from an account that can pay: a new attempt under a new key.
+    let retried = post_json(
+        &s,
+        &resolve,
+        json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "world"}),
+    )
+    .await;
+    assert_eq!(retried.body["status"], "ADJUSTING", "{}", retried.text);
+    assert_eq!(
+        retried.body["resolution"]["idempotencyKey"],
+        format!("adjust {missing} 2").as_str()
+    );
+    // Bulk resolve follows the same rules: an ADJUSTING discrepancy waits for its transfer.
+    let bulk = post_json(
+        &s,
+        "/api/v1/discrepancies/resolve",
+        json!({"ids": [missing], "status": "IGNORED"}),
+    )
+    .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
+    assert_eq!(
+        (
+            bulk.body["results"][0]["result"].as_str(),
+            bulk.body["results"][0]["fromStatus"].as_str()
+        ),
+        (Some("invalid_transition"), Some("ADJUSTING"))
+    );
+    s.drain().await;
+    let resolved = get(&s, &format!("/api/v1/discrepancies/{missing}")).await;
+    assert_eq!(resolved.body["status"], "RESOLVED", "{}", resolved.text);
+    assert_eq!(s.balance("bank").await, "37.50");
+
+    // The re-run still matches the client's `adjust-anything` transfer to its line and leaves the
+    // adjusting transfers out of the ledger side.
+    let rerun = post_json(&s, "/api/v1/accounts/bank/reconcile", window).await;
+    assert_eq!(rerun.body["counts"]["ledgerItems"], 1, "{}", rerun.text);
+    assert_eq!(rerun.body["counts"]["matchedLines"], 1, "{}", rerun.text);
+    assert_eq!(
+        rerun.body["discrepancyChanges"],
+        json!({"new": 0, "seenAgain": 1, "reopened": 0, "cleared": 0})
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM transactions WHERE adjusts_discrepancy_id IS NOT NULL")
+            .await,
+        2
+    );
     s.env.assert_invariants().await;
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
-use shared::intake::{self, Intake};
+use shared::intake::{self, Intake, IntakeError};
 use shared::money::{Currency, format_amount};
 use shared::reconcile::DiscrepancyKind;
 use shared::reconcile::export;
@@ -20,11 +20,12 @@ use shared::reconcile::run::{self, AccountWindow};
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
 use shared::store::accounts as account_store;
+use shared::store::posting;
 use shared::store::reconcile_requests as requests;
 use shared::store::reconciliation::{
-    self as store, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
+    self as store, AdjustmentStart, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
 };
-use shared::transfers::{IdempotencyKey, TransferDraft};
+use shared::transfers::{Transfer, TransferDraft, adjustment_key, adjustment_of};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -33,7 +34,7 @@ use crate::extract::{
     ClientId, JsonBody, PathParam, RawBody, media_type, page, parse_json, query_params,
 };
 use crate::problem::{ApiResult, Problem};
-use crate::transactions::intake_problem;
+use crate::transactions::{intake_problem, status_path};
 
 fn db(e: impl std::fmt::Display) -> Problem {
     Problem::unavailable("postgres", &e)
@@ -720,22 +721,26 @@ fn check_status_and_note(status: &str, note: Option<&str>) -> ApiResult<()> {
 }
 
 fn refused(from: &str, to: &str) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "invalid_transition",
-        format!("a discrepancy that is {from} cannot become {to} (OPEN -> INVESTIGATING -> RESOLVED | IGNORED)"),
-    )
-    .field("status")
+    let detail = if from == workflow::ADJUSTING {
+        format!(
+            "a discrepancy that is ADJUSTING cannot become {to} by hand: its adjusting transfer decides (posted: RESOLVED; rejected: OPEN)"
+        )
+    } else {
+        format!(
+            "a discrepancy that is {from} cannot become {to} (OPEN -> INVESTIGATING -> RESOLVED | IGNORED; action adjust: ADJUSTING until its transfer posts)"
+        )
+    };
+    Problem::new(StatusCode::CONFLICT, "invalid_transition", detail).field("status")
 }
 
-/// Posts the adjusting transfer for a discrepancy against the suspense account, through the normal
-/// intake path with a key derived from the discrepancy (so resolving twice posts once).
-async fn adjust(
+/// The adjusting transfer for a discrepancy against the suspense account (validated like a
+/// client's transfer and marked as adjusting it), and its plan as the resolution records it.
+async fn plan_adjustment(
     state: &AppState,
     client: &str,
     d: &DiscrepancyRow,
     suspense: Option<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<(Transfer, Value)> {
     let delta = workflow::adjustment(&d.kind, d.expected, d.actual).ok_or_else(|| {
         Problem::unprocessable(
             "not_adjustable",
@@ -802,27 +807,115 @@ async fn adjust(
             ),
         )
         .with("reason", json!(e.code))
-    })?;
-    let key = IdempotencyKey::parse(&format!("{}{}", store::ADJUSTMENT_KEY_PREFIX, d.id), "key")
-        .map_err(Problem::from)?;
-    let accepted = match intake::accept(state, client, &key, transfer)
-        .await
-        .map_err(intake_problem)?
-    {
-        Intake::Accepted(a) | Intake::Replayed(a) => a,
-    };
-    Ok(json!({
-        "action": "adjust",
+    })?
+    .adjusting(d.id);
+    let plan = json!({
+        "suspenseAccountId": suspense.id,
         "transfer": {
-            "idempotencyKey": accepted.idempotency_key,
-            "transactionId": accepted.transaction_id,
-            "messageId": accepted.message_id,
             "source_account_id": source,
             "destination_account_id": destination,
             "amount": format_amount(delta.abs(), &currency),
             "currency": currency,
         },
-    }))
+    });
+    Ok((transfer, plan))
+}
+
+/// `action: adjust`: moves the discrepancy to ADJUSTING, then queues its adjusting transfer through
+/// the normal intake path under a key no client can send (`transfers::adjustment_key`). The
+/// processor makes it RESOLVED when the transfer posts, or OPEN again if it is rejected. While it
+/// is ADJUSTING, adjusting again re-sends the same transfer under the same key (posted once).
+/// Answers the discrepancy with its history; its resolution carries the transfer (transactionId,
+/// pollUrl).
+async fn adjust(
+    state: &AppState,
+    client: &str,
+    d: &DiscrepancyRow,
+    suspense: Option<String>,
+    note: Option<&str>,
+) -> ApiResult<Value> {
+    let allowed = workflow::allowed_from(workflow::ADJUSTING);
+    if d.status != workflow::ADJUSTING && !allowed.contains(&d.status.as_str()) {
+        return Err(refused(&d.status, "RESOLVED"));
+    }
+    let in_flight_suspense = (d.status == workflow::ADJUSTING)
+        .then(|| d.resolution.as_ref()?.get("suspenseAccountId")?.as_str())
+        .flatten()
+        .map(str::to_string);
+    let in_progress = |recorded: &str| {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "adjustment_in_progress",
+            format!("an adjusting transfer against {recorded} is waiting to post for this discrepancy; it becomes RESOLVED when it posts (OPEN again if it is rejected)"),
+        )
+        .field("suspenseAccountId")
+    };
+    if let (Some(recorded), Some(asked)) = (&in_flight_suspense, &suspense)
+        && recorded != asked
+    {
+        return Err(in_progress(recorded));
+    }
+    let (transfer, plan) =
+        plan_adjustment(state, client, d, in_flight_suspense.or(suspense)).await?;
+    let start = store::begin_adjustment(&state.db, client, d.id, allowed, note, &plan)
+        .await
+        .map_err(db)?;
+    let (key, from) = match start {
+        AdjustmentStart::NotFound => {
+            return Err(Problem::not_found(
+                "discrepancy_not_found",
+                format!("no discrepancy {}", d.id),
+            ));
+        }
+        AdjustmentStart::Refused { from } => return Err(refused(&from, "RESOLVED")),
+        AdjustmentStart::InFlight { resolution } => {
+            let recorded = resolution.get("suspenseAccountId").and_then(Value::as_str);
+            if recorded != plan["suspenseAccountId"].as_str() {
+                return Err(in_progress(recorded.unwrap_or("another account")));
+            }
+            let key = resolution
+                .get("idempotencyKey")
+                .and_then(Value::as_str)
+                .and_then(adjustment_of)
+                .filter(|(id, _)| *id == d.id)
+                .map(|(id, attempt)| adjustment_key(id, attempt))
+                .ok_or_else(|| db("the in-flight adjustment's resolution names no key"))?;
+            (key, None)
+        }
+        AdjustmentStart::Started { from, key, .. } => (key, Some(from)),
+    };
+    let accepted = match intake::accept(state, client, &key, transfer).await {
+        Ok(Intake::Accepted(a) | Intake::Replayed(a)) => a,
+        Err(e) => {
+            // Nothing (known to be) queued: the discrepancy goes back where it was, with the reason.
+            if let Some(from) = &from
+                && let Err(revert) =
+                    store::abandon_adjustment(&state.db, client, d.id, &key, from, &e.to_string())
+                        .await
+            {
+                tracing::error!(discrepancy_id = %d.id, error = %revert, "could not return an unqueued adjustment's discrepancy to its status");
+            }
+            return Err(match e {
+                IntakeError::KeyReused => in_progress("another suspense account"),
+                other => intake_problem(other),
+            });
+        }
+    };
+    let queued = json!({
+        "idempotencyKey": accepted.idempotency_key,
+        "transactionId": accepted.transaction_id,
+        "messageId": accepted.message_id,
+        "pollUrl": status_path(&accepted.idempotency_key),
+    });
+    store::record_adjustment_accepted(&state.db, d.id, &key, &queued)
+        .await
+        .map_err(db)?;
+    // Already decided by the ledger (a retry after a send whose outcome was unknown)? Settle now.
+    posting::settle_recorded_adjustment(&state.db, client, key.as_str(), d.id)
+        .await
+        .map_err(db)?;
+    let (d, events) = load_discrepancy(state, client, &d.id.to_string()).await?;
+    Ok(with_history(&d, &events))
 }
 
 async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
@@ -880,10 +973,8 @@ pub async fn resolve(
         return Err(refused(&d.status, &body.status));
     }
     let resolution = match body.action.as_deref() {
-        None => None,
-        Some("adjust") => {
-            Some(adjust(&state, &client, &d, body.suspense_account_id.clone()).await?)
-        }
+        // adjust is answered above: it resolves once its transfer posts.
+        None | Some("adjust") => None,
         Some("redrive") => Some(redrive(&state, &d).await?),
         Some(other) => {
             return Err(Problem::unprocessable(
@@ -916,6 +1007,11 @@ pub async fn resolve(
 #[serde(deny_unknown_fields)]
 pub struct BulkResolveBody {
     ids: Vec<String>,
+    if body.action.as_deref() == Some("adjust") {
+        let note = body.note.as_deref();
+        let suspense = body.suspense_account_id.clone();
+        return Ok(Json(adjust(&state, &client, &d, suspense, note).await?));
+    }
     status: String,
     #[serde(default)]
     note: Option<String>,

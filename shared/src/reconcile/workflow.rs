@@ -3,14 +3,31 @@
 
 use rust_decimal::Decimal;
 
-pub const STATUSES: [&str; 4] = ["OPEN", "INVESTIGATING", "RESOLVED", "IGNORED"];
+pub const STATUSES: [&str; 5] = ["OPEN", "INVESTIGATING", "ADJUSTING", "RESOLVED", "IGNORED"];
 
-/// The statuses a discrepancy may move to `to` from. RESOLVED and IGNORED are final.
+/// Resolving with an adjusting transfer: the discrepancy waits here until the processor has
+/// decided the transfer (posted: RESOLVED; rejected: OPEN again, with the failure in its history).
+pub const ADJUSTING: &str = "ADJUSTING";
+
+/// The statuses a discrepancy may move to `to` from. RESOLVED and IGNORED are final. ADJUSTING is
+/// reached only with `action: adjust` and left only by the adjusting transfer's outcome
+/// (`adjustment_outcome`): nothing moves a discrepancy out of it by hand.
 pub fn allowed_from(to: &str) -> &'static [&'static str] {
     match to {
         "INVESTIGATING" => &["OPEN"],
-        "RESOLVED" | "IGNORED" => &["OPEN", "INVESTIGATING"],
+        "ADJUSTING" | "RESOLVED" | "IGNORED" => &["OPEN", "INVESTIGATING"],
         _ => &[],
+    }
+}
+
+/// Where an ADJUSTING discrepancy goes once its adjusting transfer is decided (`failure_code`:
+/// the rejection's code). A discrepancy in any other status keeps it (the transfer was accepted,
+/// so its money moves, and its history records that).
+pub fn adjustment_outcome<'a>(status: &'a str, failure_code: Option<&str>) -> &'a str {
+    match (status, failure_code) {
+        (ADJUSTING, None) => "RESOLVED",
+        (ADJUSTING, Some(_)) => "OPEN",
+        (other, _) => other,
     }
 }
 
@@ -59,6 +76,20 @@ mod tests {
             "nothing goes back to OPEN by hand"
         );
         assert!(allowed_from("DONE").is_empty());
+        assert_eq!(allowed_from(ADJUSTING), ["OPEN", "INVESTIGATING"]);
+        for to in STATUSES {
+            assert!(
+                !allowed_from(to).contains(&ADJUSTING),
+                "nothing leaves ADJUSTING by hand ({to})"
+            );
+        }
+        assert_eq!(adjustment_outcome(ADJUSTING, None), "RESOLVED");
+        assert_eq!(
+            adjustment_outcome(ADJUSTING, Some("insufficient_funds")),
+            "OPEN"
+        );
+        assert_eq!(adjustment_outcome("IGNORED", None), "IGNORED");
+        assert_eq!(adjustment_outcome("RESOLVED", Some("x")), "RESOLVED");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Posting a batch of transfers: one database transaction, one sorted lock statement, decisions in
-//! memory in message order, then one set-based write statement and one commit.
+//! memory in message order, then one set-based write statement and one commit. A batch that holds
+//! adjusting transfers also settles their discrepancies, with one more set-based statement in the
+//! same transaction (pipelined with the write, so no extra round trip).
 
 use std::collections::HashMap;
 
@@ -73,11 +75,11 @@ const FIND_RECORDED: &str =
 const WRITE_BATCH: &str = "WITH tx AS (
          INSERT INTO transactions (id, client_id, idempotency_key, request_hash, source_account_id,
              destination_account_id, amount, currency, reference, description, metadata, status,
-             failure_code, accepted_at, posted_at)
+             failure_code, accepted_at, adjusts_discrepancy_id, posted_at)
          SELECT u.*, statement_timestamp()
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::numeric[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
-                     $13::text[], $14::timestamptz[]) AS u
+                     $13::text[], $14::timestamptz[], $23::uuid[]) AS u
          ON CONFLICT (client_id, idempotency_key) DO NOTHING
          RETURNING 1
      ), entries AS (
@@ -97,10 +99,77 @@ const WRITE_BATCH: &str = "WITH tx AS (
 const RECORD_REFUSED: &str =
     "INSERT INTO transactions (id, client_id, idempotency_key, request_hash,
          source_account_id, destination_account_id, amount, currency, reference, description,
-         metadata, status, failure_code, accepted_at, posted_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, '{}'::jsonb, 'FAILED', $9, $10,
+         metadata, status, failure_code, accepted_at, adjusts_discrepancy_id, posted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, '{}'::jsonb, 'FAILED', $9, $10, $11,
              statement_timestamp())
      ON CONFLICT (client_id, idempotency_key) DO NOTHING";
+
+/// Settling the discrepancies of adjusting transfers the ledger has just decided, from `input`
+/// (rows of discrepancy_id, client_id, idempotency_key, transaction_id, failure_code; NULL code:
+/// posted). A discrepancy still ADJUSTING for that very key becomes RESOLVED (posted) or OPEN
+/// again (rejected: the code goes into its history and resolution); one in any other status, or
+/// waiting for another attempt, keeps it (the money of an accepted transfer moves regardless) and,
+/// when `$1` is true, the history still records the outcome. The discrepancies are locked in id
+/// order, after the batch's accounts (the same order everywhere: no deadlock with another batch).
+macro_rules! settle_adjustments_sql {
+    ($input:literal) => {
+        concat!(
+            "WITH input AS (",
+            $input,
+            "), locked AS (
+                 SELECT d.id, d.status, i.client_id, i.idempotency_key, i.transaction_id,
+                        i.failure_code,
+                        coalesce(d.status = 'ADJUSTING'
+                                 AND d.resolution ->> 'idempotencyKey' = i.idempotency_key, false)
+                            AS waiting
+                 FROM discrepancies d
+                 JOIN input i ON d.id = i.discrepancy_id AND d.client_id = i.client_id
+                 ORDER BY d.id
+                 FOR UPDATE OF d
+             ), decided AS (
+                 SELECT l.*,
+                        CASE WHEN NOT l.waiting THEN l.status
+                             WHEN l.failure_code IS NULL THEN 'RESOLVED' ELSE 'OPEN' END AS to_status,
+                        jsonb_build_object('action', 'adjust', 'idempotencyKey', l.idempotency_key,
+                            'transactionId', l.transaction_id,
+                            'outcome', CASE WHEN l.failure_code IS NULL THEN 'posted' ELSE 'rejected' END,
+                            'failureCode', l.failure_code) AS outcome
+                 FROM locked l
+             ), updated AS (
+                 UPDATE discrepancies d
+                 SET status = x.to_status, updated_at = now(),
+                     resolution = jsonb_set(
+                         coalesce(d.resolution, '{}'::jsonb)
+                             || jsonb_build_object('outcome', x.outcome -> 'outcome',
+                                                   'failureCode', x.failure_code),
+                         '{transfer,transactionId}', to_jsonb(x.transaction_id))
+                 FROM decided x WHERE d.id = x.id AND x.waiting
+             )
+             INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+             SELECT x.id, x.client_id, x.status, x.to_status,
+                    'adjusting transfer ' || x.transaction_id
+                        || CASE WHEN x.failure_code IS NULL THEN ' posted'
+                                ELSE ' rejected: ' || x.failure_code END
+                        || CASE WHEN x.waiting THEN ''
+                                ELSE ' (the discrepancy was ' || x.status || ' and stays so)' END,
+                    x.outcome
+             FROM decided x
+             WHERE x.waiting OR $1::bool"
+        )
+    };
+}
+
+const SETTLE_ADJUSTMENTS: &str = settle_adjustments_sql!(
+    "SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[])
+         AS u(discrepancy_id, client_id, idempotency_key, transaction_id, failure_code)"
+);
+
+const SETTLE_RECORDED_ADJUSTMENT: &str = settle_adjustments_sql!(
+    "SELECT adjusts_discrepancy_id AS discrepancy_id, client_id, idempotency_key,
+            id AS transaction_id, failure_code
+     FROM transactions
+     WHERE client_id = $2 AND idempotency_key = $3 AND adjusts_discrepancy_id = $4"
+);
 
 /// A transfer already in the ledger under a client's key.
 struct Recorded {
@@ -126,6 +195,7 @@ struct Rows {
     status: Vec<&'static str>,
     failure: Vec<Option<&'static str>>,
     accepted: Vec<chrono::DateTime<chrono::Utc>>,
+    adjusts: Vec<Option<Uuid>>,
     e_tx: Vec<Uuid>,
     e_account: Vec<String>,
     e_amount: Vec<Decimal>,
@@ -155,6 +225,7 @@ impl Rows {
         self.status.push(status);
         self.failure.push(failure);
         self.accepted.push(m.accepted_at);
+        self.adjusts.push(t.adjusts());
     }
 
     fn push_entry(
@@ -170,6 +241,26 @@ impl Rows {
         self.e_amount.push(amount);
         self.e_currency.push(currency.to_string());
         self.e_balance.push(after);
+    }
+}
+
+/// The adjusting transfers a batch decides now, for `SETTLE_ADJUSTMENTS`.
+#[derive(Default)]
+struct Settlements {
+    discrepancy: Vec<Uuid>,
+    client: Vec<String>,
+    key: Vec<String>,
+    tx_id: Vec<Uuid>,
+    failure: Vec<Option<String>>,
+}
+
+impl Settlements {
+    fn push(&mut self, m: &TransferMessage, discrepancy: Uuid, failure: Option<&str>) {
+        self.discrepancy.push(discrepancy);
+        self.client.push(m.client_id.clone());
+        self.key.push(m.idempotency_key.clone());
+        self.tx_id.push(m.transaction_id);
+        self.failure.push(failure.map(str::to_string));
     }
 }
 
@@ -193,9 +284,11 @@ pub async fn post_batch(
 
 /// Records one message FAILED `refused_by_database`, without its reference, description and
 /// metadata, after PostgreSQL refused its content. Returns what the ledger then holds for its key
-/// (an earlier record wins).
+/// (an earlier record wins). A refused adjusting transfer returns its discrepancy to OPEN in the
+/// same transaction.
 pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcome, StoreError> {
-    let conn = pool.get().await?;
+    let mut conn = pool.get().await?;
+    let conn = conn.transaction().await?;
     let t = &m.transfer;
     let code = FailureCode::RefusedByDatabase;
     let inserted = conn
@@ -212,10 +305,19 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
                 &t.currency.code(),
                 &code.as_str(),
                 &m.accepted_at,
+                &t.adjusts(),
             ],
         )
         .await?;
     if inserted == 1 {
+        if let Some(discrepancy) = t.adjusts() {
+            conn.execute(
+                SETTLE_RECORDED_ADJUSTMENT,
+                &[&true, &m.client_id, &m.idempotency_key, &discrepancy],
+            )
+            .await?;
+        }
+        conn.commit().await?;
         return Ok(Outcome::Rejected {
             transaction_id: m.transaction_id,
             code,
@@ -228,12 +330,33 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
             &[&m.client_id, &m.idempotency_key],
         )
         .await?;
+    conn.commit().await?;
     Ok(Outcome::AlreadyRecorded {
         transaction_id: row.get(0),
         status: row.get(1),
         failure_code: row.get(2),
         request_matches: row.get::<_, String>(3) == m.request_hash,
     })
+}
+
+/// Settles the discrepancy of the adjusting transfer the ledger holds under (`client_id`, `key`)
+/// if it is still ADJUSTING for that key (the transfer was decided while the discrepancy was
+/// elsewhere, e.g. a retried adjustment whose first send had an unknown outcome). Returns whether
+/// it changed the discrepancy; records nothing otherwise.
+pub async fn settle_recorded_adjustment(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+    discrepancy_id: Uuid,
+) -> Result<bool, StoreError> {
+    let conn = pool.get().await?;
+    let changed = conn
+        .execute(
+            SETTLE_RECORDED_ADJUSTMENT,
+            &[&false, &client_id, &key, &discrepancy_id],
+        )
+        .await?;
+    Ok(changed > 0)
 }
 
 async fn post_in_transaction(
@@ -302,6 +425,7 @@ async fn post_in_transaction(
         .collect();
 
     let mut rows = Rows::default();
+    let mut settle = Settlements::default();
     let mut outcomes = Vec::with_capacity(messages.len());
     let mut touched: HashMap<String, i64> = HashMap::new();
     for m in messages {
@@ -353,6 +477,9 @@ async fn post_in_transaction(
             }
         };
         let (status, failure) = outcome.status();
+        if let Some(discrepancy) = t.adjusts() {
+            settle.push(m, discrepancy, failure);
+        }
         known.insert(
             k,
             Recorded {
@@ -375,36 +502,51 @@ async fn post_in_transaction(
             b_balances.push(balance);
             b_counts.push(*n);
         }
-        let written: i64 = conn
-            .query_one(
-                &write_stmt,
-                &[
-                    &rows.tx_id,
-                    &rows.client,
-                    &rows.key,
-                    &rows.hash,
-                    &rows.src,
-                    &rows.dst,
-                    &rows.amount,
-                    &rows.currency,
-                    &rows.reference,
-                    &rows.description,
-                    &rows.metadata,
-                    &rows.status,
-                    &rows.failure,
-                    &rows.accepted,
-                    &rows.e_tx,
-                    &rows.e_account,
-                    &rows.e_amount,
-                    &rows.e_currency,
-                    &rows.e_balance,
-                    &b_ids,
-                    &b_balances,
-                    &b_counts,
-                ],
-            )
-            .await?
-            .get(0);
+        let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
+            &rows.tx_id,
+            &rows.client,
+            &rows.key,
+            &rows.hash,
+            &rows.src,
+            &rows.dst,
+            &rows.amount,
+            &rows.currency,
+            &rows.reference,
+            &rows.description,
+            &rows.metadata,
+            &rows.status,
+            &rows.failure,
+            &rows.accepted,
+            &rows.e_tx,
+            &rows.e_account,
+            &rows.e_amount,
+            &rows.e_currency,
+            &rows.e_balance,
+            &b_ids,
+            &b_balances,
+            &b_counts,
+            &rows.adjusts,
+        ];
+        let write = conn.query_one(&write_stmt, &write_params);
+        let written: i64 = if settle.discrepancy.is_empty() {
+            write.await?.get(0)
+        } else {
+            // Pipelined behind the write, in the same transaction: no extra round trip.
+            let settle_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &true,
+                &settle.discrepancy,
+                &settle.client,
+                &settle.key,
+                &settle.tx_id,
+                &settle.failure,
+            ];
+            let settle_adjustments = async {
+                let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
+                conn.execute(&stmt, &settle_params).await
+            };
+            let (row, _) = tokio::try_join!(write, settle_adjustments)?;
+            row.get(0)
+        };
         if written != rows.tx_id.len() as i64 {
             // A concurrent delivery recorded one of these keys between our lookup and our write
             // (possible only for transfers touching no locked account). Roll back; the retry sees it.

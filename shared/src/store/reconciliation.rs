@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::{PgPool, StoreError};
 use crate::reconcile::statements::{ParsedLine, StatementFormat};
+use crate::reconcile::workflow::ADJUSTING;
 use crate::reconcile::{LedgerItem, Match, MatchRule, StatementLine};
+use crate::transfers::{IdempotencyKey, adjustment_key};
 
 /// A SQL string literal (COPY takes no bind parameters).
 fn literal(s: &str) -> String {
@@ -151,7 +153,8 @@ pub async fn load_statement_lines(
 }
 
 /// Postings on an account whose (UTC) posting date is in `[from, to]`, with the transfer's
-/// reference. Adjusting transfers made by the reconciliation itself are left out: they answer a
+/// reference. Adjusting transfers made by the reconciliation itself (marked by
+/// `transactions.adjusts_discrepancy_id`, whatever their key) are left out: they answer a
 /// discrepancy, they are not something the bank will book.
 pub async fn load_ledger_items(
     pool: &PgPool,
@@ -172,12 +175,11 @@ pub async fn load_ledger_items(
                       (e.posted_at AT TIME ZONE 'UTC')::date, t.reference
                FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
                WHERE e.account_id = {} AND e.posted_at >= {} AND e.posted_at < {}
-                 AND t.idempotency_key NOT LIKE {})
+                 AND t.adjusts_discrepancy_id IS NULL)
          TO STDOUT (FORMAT binary)",
         literal(account_id),
         literal(&start.to_rfc3339()),
-        literal(&end.to_rfc3339()),
-        literal(&format!("{ADJUSTMENT_KEY_PREFIX}%"))
+        literal(&end.to_rfc3339())
     );
     copy_out_rows(
         &conn,
@@ -218,9 +220,6 @@ async fn copy_out_rows<T>(
     }
     Ok(out)
 }
-
-/// Idempotency keys of adjusting transfers start with this.
-pub const ADJUSTMENT_KEY_PREFIX: &str = "adjust-";
 
 /// Accounts under reconciliation (a statement was ever imported for them), with their owners.
 pub async fn accounts_with_statements(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
@@ -840,6 +839,152 @@ pub async fn set_status(
     .await?;
     tx.commit().await?;
     Ok(StatusChange::Changed { from })
+}
+
+/// What `begin_adjustment` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdjustmentStart {
+    NotFound,
+    /// The workflow does not allow an adjustment from `from`.
+    Refused {
+        from: String,
+    },
+    /// An adjusting transfer is already waiting for its outcome: its resolution (the same
+    /// transfer, the same key).
+    InFlight {
+        resolution: Value,
+    },
+    /// Moved from `from` to ADJUSTING; the transfer goes under `key`, recorded in `resolution`.
+    Started {
+        from: String,
+        key: IdempotencyKey,
+        resolution: Value,
+    },
+}
+
+/// Moves a discrepancy to ADJUSTING before its adjusting transfer is queued (so the processor,
+/// which settles only an ADJUSTING discrepancy, always finds it there), recording the transfer
+/// `plan` (a JSON object) and its key in the resolution and the history. The key's attempt number
+/// is 1 + the adjusting transfers of this discrepancy the ledger rejected: the same attempt (and
+/// key) until one is rejected, so a retry never posts twice, and a fresh key after a rejection.
+pub async fn begin_adjustment(
+    pool: &PgPool,
+    client_id: &str,
+    id: Uuid,
+    allowed_from: &[&str],
+    note: Option<&str>,
+    plan: &Value,
+) -> Result<AdjustmentStart, StoreError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status, to_jsonb(d), resolution, (SELECT count(*) FROM discrepancy_events e
+                 WHERE e.discrepancy_id = d.id AND e.action ->> 'outcome' = 'rejected')
+             FROM discrepancies d WHERE id = $1 AND client_id = $2 FOR UPDATE",
+            &[&id, &client_id],
+        )
+        .await?
+    else {
+        return Ok(AdjustmentStart::NotFound);
+    };
+    let from: String = row.get(0);
+    if from == ADJUSTING {
+        return Ok(AdjustmentStart::InFlight {
+            resolution: row.get::<_, Option<Value>>(2).unwrap_or(Value::Null),
+        });
+    }
+    if !allowed_from.contains(&from.as_str()) {
+        return Ok(AdjustmentStart::Refused { from });
+    }
+    let before: Value = row.get(1);
+    let rejected: i64 = row.get(3);
+    let attempt = u32::try_from(rejected + 1).unwrap_or(u32::MAX);
+    let key = adjustment_key(id, attempt);
+    let mut resolution =
+        json!({"action": "adjust", "attempt": attempt, "idempotencyKey": key.as_str()});
+    if let (Some(r), Some(p)) = (resolution.as_object_mut(), plan.as_object()) {
+        for (k, v) in p {
+            r.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let after: Value = tx
+        .query_one(
+            "UPDATE discrepancies d SET status = $2, updated_at = now(), resolution = $3
+             WHERE id = $1 RETURNING to_jsonb(d)",
+            &[&id, &ADJUSTING, &resolution],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&id, &client_id, &from, &ADJUSTING, &note, &resolution],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO audit_log (client_id, action, entity, entity_id, before, after)
+         VALUES ($1, 'discrepancy.status', 'discrepancy', $2, $3, $4)",
+        &[&client_id, &id.to_string(), &before, &after],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(AdjustmentStart::Started {
+        from,
+        key,
+        resolution,
+    })
+}
+
+/// Records what intake answered for the adjusting transfer under `key` (its transaction id and
+/// queue message id) in the discrepancy's resolution, whatever its status by now.
+pub async fn record_adjustment_accepted(
+    pool: &PgPool,
+    id: Uuid,
+    key: &IdempotencyKey,
+    accepted: &Value,
+) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE discrepancies SET updated_at = now(),
+             resolution = jsonb_set(resolution, '{transfer}',
+                                    coalesce(resolution -> 'transfer', '{}'::jsonb) || $3::jsonb)
+         WHERE id = $1 AND resolution ->> 'idempotencyKey' = $2",
+        &[&id, &key.as_str(), accepted],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Returns a discrepancy from ADJUSTING to `to` (where it came from) when its adjusting transfer
+/// under `key` could not be queued, with the reason in its history. Nothing if it is no longer
+/// waiting for that transfer.
+pub async fn abandon_adjustment(
+    pool: &PgPool,
+    client_id: &str,
+    id: Uuid,
+    key: &IdempotencyKey,
+    to: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "WITH reverted AS (
+             UPDATE discrepancies SET status = $4, updated_at = now(),
+                 resolution = resolution || jsonb_build_object('outcome', 'not_queued')
+             WHERE id = $1 AND client_id = $2 AND status = $5
+               AND resolution ->> 'idempotencyKey' = $3
+             RETURNING id
+         )
+         INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+         SELECT id, $2, $5, $4, 'adjusting transfer not queued: ' || $6,
+                jsonb_build_object('action', 'adjust', 'idempotencyKey', $3::text,
+                                   'outcome', 'not_queued')
+         FROM reverted",
+        &[&id, &client_id, &key.as_str(), &to, &ADJUSTING, &reason],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Counts of discrepancies per kind found by a run, with totals, for metrics.

@@ -1,5 +1,6 @@
 //! Processor tests: real-shaped SQS batches through the handler, against the real PostgreSQL.
 
+mod adjustments;
 mod batches;
 mod concurrency;
 mod helpers;
