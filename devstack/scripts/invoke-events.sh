@@ -11,7 +11,7 @@ source devstack/local.env
 export RUST_LOG=warn
 ./devstack/scripts/services.sh --deploy-tools
 cargo run -q -p devstack -- setup
-cargo build -q --bins -p api -p processor -p reconciler
+cargo build -q --bins -p api -p processor -p reconciler   # processor: also the dead-letters binary
 
 log=.devstack/watch.log
 cargo-lambda lambda watch -A 127.0.0.1 -P 9000 >"$log" 2>&1 &
@@ -28,6 +28,12 @@ invoke() {
 }
 failed=0
 for f in events/api/*.json; do invoke api "$f" || failed=1; done
-for f in events/sqs/*.json; do invoke processor "$f" || failed=1; done
+for f in events/sqs/*.json; do
+  case "$f" in
+    # Batches from the dead-letter queue go to the dead-letters function (it records them).
+    events/sqs/dead-letter-*) invoke dead-letters "$f" || failed=1 ;;
+    *) invoke processor "$f" || failed=1 ;;
+  esac
+done
 for f in events/scheduler/*.json; do invoke reconciler "$f" || failed=1; done
 exit $failed

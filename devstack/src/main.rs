@@ -1,5 +1,6 @@
 //! `devstack setup` prepares the local stack; `devstack` (or `devstack run`) also serves the API on
-//! 127.0.0.1:3000 (`PORT`, `BIND`) and runs the SQS poller(s) that feed the processor.
+//! 127.0.0.1:3000 (`PORT`, `BIND`) and runs the SQS poller(s) that feed the processor and the
+//! dead-letters function.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
         let poller = Poller::new(clients.clone(), Duration::from_secs(2)).await?;
         tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
     }
+    // The dead-letters function's event source: records every dead letter in PostgreSQL.
+    let dead_letters = Poller::dead_letters(clients.clone(), Duration::from_secs(2)).await?;
+    tasks.push(tokio::spawn(dead_letters.run(stop_rx.clone())));
 
     // The EventBridge schedule's stand-in: the reconciler's own handler on an interval.
     let every: u64 = std::env::var("RECONCILE_INTERVAL_SECS")
@@ -90,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     println!(
-        "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor; reconciler every {every} s, RECONCILE_INTERVAL_SECS)\n\
+        "\ndevstack: API on http://{addr}/api/v1 ({pollers} SQS poller(s) feeding the processor, one on the dead-letter queue recording dead letters; reconciler every {every} s, RECONCILE_INTERVAL_SECS)\n\
          devstack: local demo client {DEMO_CLIENT:?}, token {DEMO_TOKEN:?} (local only; nothing deployed accepts it)\n\
          devstack: local operator {OPERATOR_CLIENT:?}, token {OPERATOR_TOKEN:?} (role operator: /queue/stats, /cache/stats, ledger-wide runs; local only)\n\
          devstack: try  curl -s http://{addr}/api/v1/ready\n"

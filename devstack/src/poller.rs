@@ -1,14 +1,26 @@
 //! An SQS poller that behaves like Lambda's event source mapping for a FIFO queue: long polls for
-//! up to 10 messages, hands them to the processor's own handler as an `SqsEvent`, deletes the ones
-//! that succeeded and leaves reported failures to reappear after their visibility timeout (and reach
-//! the dead-letter queue after maxReceiveCount).
+//! up to 10 messages, hands them to a function's own handler as an `SqsEvent`, deletes the ones
+//! that succeeded and leaves reported failures to reappear after their visibility timeout. Two
+//! targets, as in the template: the transfers queue feeds the processor (failures reach the
+//! dead-letter queue after maxReceiveCount), the dead-letter queue feeds the `dead-letters`
+//! function (which records each letter in PostgreSQL).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use shared::clients::Clients;
+
+/// Which function a poller feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The transfers queue -> `processor::handle_batch`.
+    Transfers,
+    /// The dead-letter queue -> `processor::dead_letters::handle`.
+    DeadLetters,
+}
 
 #[derive(Clone)]
 pub struct Poller {
@@ -16,6 +28,7 @@ pub struct Poller {
     queue_url: String,
     queue_arn: String,
     wait: Duration,
+    target: Target,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,8 +39,28 @@ pub struct PollStats {
 }
 
 impl Poller {
+    /// The transfers queue's poller (the processor's event source mapping).
     pub async fn new(clients: Clients, wait: Duration) -> anyhow::Result<Self> {
         let queue_url = clients.queue.url().to_string();
+        Self::for_queue(clients, queue_url, wait, Target::Transfers).await
+    }
+
+    /// The dead-letter queue's poller (the `dead-letters` function's event source mapping).
+    pub async fn dead_letters(clients: Clients, wait: Duration) -> anyhow::Result<Self> {
+        let queue_url = clients
+            .queue
+            .dlq_url()
+            .context("SQS_DLQ_URL is not set")?
+            .to_string();
+        Self::for_queue(clients, queue_url, wait, Target::DeadLetters).await
+    }
+
+    async fn for_queue(
+        clients: Clients,
+        queue_url: String,
+        wait: Duration,
+        target: Target,
+    ) -> anyhow::Result<Self> {
         let queue_arn = clients
             .queue
             .client()
@@ -47,6 +80,7 @@ impl Poller {
             queue_url,
             queue_arn,
             wait,
+            target,
         })
     }
 
@@ -76,7 +110,10 @@ impl Poller {
             .iter()
             .filter_map(|r| r.message_id.clone())
             .collect();
-        let response = processor::handle_batch(&self.clients, event).await;
+        let response = match self.target {
+            Target::Transfers => processor::handle_batch(&self.clients, event).await,
+            Target::DeadLetters => processor::dead_letters::handle(&self.clients, event).await,
+        };
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

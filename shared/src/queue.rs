@@ -227,136 +227,29 @@ pub async fn local_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&sdk)
 }
 
-/// A message sitting in the dead-letter queue.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetter {
-    pub message_id: String,
-    pub body: String,
-    pub group_id: Option<String>,
-    pub deduplication_id: Option<String>,
-    pub receive_count: Option<u32>,
-}
-
 impl Queue {
-    /// Reads every message in the dead-letter queue without consuming it: each is received once
-    /// (hidden while the scan goes on), then made visible again. At most `max` messages.
-    pub async fn scan_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let Some(dlq) = &self.dlq_url else {
-            return Ok(Vec::new());
-        };
-        let (letters, receipts) = self.receive_all(dlq, max).await?;
-        self.release(dlq, receipts).await?;
-        Ok(letters)
-    }
-
-    /// Moves one dead-lettered message (by message id) back onto the main queue, with a fresh
-    /// deduplication id so FIFO's 5-minute window does not swallow it. `Ok(false)` if it is not there.
-    pub async fn redrive(&self, message_id: &str, redrive_id: &str) -> Result<bool, QueueError> {
-        let Some(dlq) = self.dlq_url.clone() else {
-            return Ok(false);
-        };
-        let (letters, mut receipts) = self.receive_all(&dlq, 10_000).await?;
-        let found = letters.iter().position(|l| l.message_id == message_id);
-        if let Some(i) = found {
-            let letter = &letters[i];
-            let dedup = format!(
-                "{}-{}",
-                letter
-                    .deduplication_id
-                    .as_deref()
-                    .unwrap_or(&letter.message_id),
-                redrive_id
-            );
-            let dedup: String = dedup.chars().take(128).collect();
-            self.client
-                .send_message()
-                .queue_url(&self.url)
-                .message_body(&letter.body)
-                .message_group_id(letter.group_id.as_deref().unwrap_or("redrive"))
-                .message_deduplication_id(dedup)
-                .send()
-                .await
-                .map_err(QueueError::from_sdk)?;
-            let receipt = receipts.remove(i);
-            self.client
-                .delete_message()
-                .queue_url(&dlq)
-                .receipt_handle(receipt)
-                .send()
-                .await
-                .map_err(QueueError::from_sdk)?;
-        }
-        self.release(&dlq, receipts).await?;
-        Ok(found.is_some())
-    }
-
-    async fn receive_all(
+    /// Re-sends a recorded dead letter's body to the transfers queue with its message group and
+    /// the given deduplication id (`store::dead_letters::redrive_deduplication_id`). Returns the
+    /// new message id. The dead-letter queue itself is never read here: the `dead-letters` function
+    /// consumes it and records every letter in PostgreSQL.
+    #[tracing::instrument(name = "sqs.redrive", level = "debug", skip_all)]
+    pub async fn resend(
         &self,
-        url: &str,
-        max: usize,
-    ) -> Result<(Vec<DeadLetter>, Vec<String>), QueueError> {
-        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
-        let mut letters = Vec::new();
-        let mut receipts = Vec::new();
-        while letters.len() < max {
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .wait_time_seconds(0)
-                .message_system_attribute_names(A::All)
-                .send()
-                .await
-                .map_err(QueueError::from_sdk)?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for m in messages {
-                let attrs = m.attributes.clone().unwrap_or_default();
-                let attr = |k: A| attrs.get(&k).cloned();
-                if let Some(receipt) = m.receipt_handle.clone() {
-                    receipts.push(receipt);
-                    letters.push(DeadLetter {
-                        message_id: m.message_id.clone().unwrap_or_default(),
-                        body: m.body.clone().unwrap_or_default(),
-                        group_id: attr(A::MessageGroupId),
-                        deduplication_id: attr(A::MessageDeduplicationId),
-                        receive_count: attr(A::ApproximateReceiveCount)
-                            .and_then(|c| c.parse().ok()),
-                    });
-                }
-            }
-        }
-        Ok((letters, receipts))
-    }
-
-    /// Makes received messages visible again.
-    async fn release(&self, url: &str, receipts: Vec<String>) -> Result<(), QueueError> {
-        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
-        for chunk in receipts.chunks(10) {
-            let entries: Vec<Entry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    Entry::builder()
-                        .id(format!("r{i}"))
-                        .receipt_handle(r)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(QueueError::from_sdk)?;
-        }
-        Ok(())
+        body: &str,
+        group_id: &str,
+        deduplication_id: &str,
+    ) -> Result<String, QueueError> {
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_group_id(group_id)
+            .message_deduplication_id(deduplication_id)
+            .send()
+            .await
+            .map_err(QueueError::from_sdk)?;
+        out.message_id
+            .ok_or_else(|| QueueError("SendMessage returned no MessageId".into()))
     }
 }

@@ -118,7 +118,21 @@ async fn every_event_fixture_runs_through_its_handler() {
             "8a0b4c3e-5d6f-4a1b-9c2d-3e4f5a6b7c8d"
         ]
     );
+    // A batch from the dead-letter queue: two transfers of one message group and a malformed
+    // message, all recorded; delivered again, nothing more is recorded.
+    let event: SqsEvent = serde_json::from_str(&read("sqs/dead-letter-batch.json")).unwrap();
+    for _ in 0..2 {
+        let response = processor::dead_letters::handle(&s.env.clients, event.clone()).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(s.count("SELECT count(*) FROM dead_letters").await, 3);
+    }
+    assert_eq!(
+        s.count("SELECT count(*) FROM dead_letters WHERE client_id IS NULL")
+            .await,
+        1
+    );
     let mut used: BTreeSet<String> = used.clone();
+    used.insert("sqs/dead-letter-batch.json".into());
     used.insert("sqs/transfer-batch.json".into());
     used.insert("sqs/transfer-batch-with-malformed.json".into());
     used.insert("scheduler/reconcile-daily.json".into());

@@ -5,26 +5,37 @@ use axum::body::Body;
 use devstack::poller::Poller;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use shared::testkit::{DEMO_TOKEN, TestEnv};
+use shared::testkit::{DEMO_TOKEN, TestEnv, TestOptions};
 use tower::ServiceExt;
 
 pub struct Stack {
     pub env: TestEnv,
     pub router: Router,
     pub poller: Poller,
+    /// The dead-letter queue's poller feeding the dead-letters function.
+    pub dead_letter_poller: Poller,
 }
 
 impl Stack {
     pub async fn start() -> Self {
-        let env = TestEnv::new().await;
+        Self::start_with(TestOptions::default()).await
+    }
+
+    /// A stack whose queues have these settings.
+    pub async fn start_with(options: TestOptions) -> Self {
+        let env = TestEnv::with_options(options).await;
         let router = api::router(env.clients.clone());
         let poller = Poller::new(env.clients.clone(), Duration::from_secs(0))
+            .await
+            .unwrap();
+        let dead_letter_poller = Poller::dead_letters(env.clients.clone(), Duration::from_secs(0))
             .await
             .unwrap();
         Self {
             env,
             router,
             poller,
+            dead_letter_poller,
         }
     }
 
@@ -90,6 +101,20 @@ impl Stack {
             processed += stats.received;
         }
         panic!("queue did not drain");
+    }
+
+    /// Polls the dead-letter queue into the dead-letters function until it is empty; returns how
+    /// many messages it received.
+    pub async fn drain_dead_letters(&self) -> usize {
+        let mut received = 0;
+        for _ in 0..200 {
+            let stats = self.dead_letter_poller.poll_once().await.unwrap();
+            if stats.received == 0 {
+                return received;
+            }
+            received += stats.received;
+        }
+        panic!("dead-letter queue did not drain");
     }
 
     pub async fn status_of(&self, key: &str) -> Value {

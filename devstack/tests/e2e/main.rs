@@ -1,6 +1,7 @@
 //! End to end: the API Router, the SQS server, the poller standing in for the event source mapping,
 //! the processor, PostgreSQL and Redis, as devstack runs them.
 
+mod dead_letters;
 mod events;
 mod flows;
 mod helpers;

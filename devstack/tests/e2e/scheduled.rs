@@ -1,5 +1,5 @@
-//! The scheduled reconciler: accounts with statements, ledger-wide invariants, and transfers in the
-//! dead-letter queue, with the redrive action.
+//! The scheduled reconciler: accounts with statements, ledger-wide invariants, and the recorded dead
+//! letters, with the redrive action.
 
 use http::StatusCode;
 use serde_json::json;
@@ -52,8 +52,9 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
     )
     .await;
 
-    // A valid transfer and two malformed messages sit in the dead-letter queue: one still names its
-    // client, the other is garbage (it goes to the operators, client "system").
+    // A valid transfer and two malformed messages reach the dead-letter queue: one still names its
+    // client, the other is garbage (it goes to the operators, client "system"). The dead-letters
+    // function records each and SQS deletes it.
     let sqs = env.clients.queue.client();
     let stuck = transfer("stuck-1", "world", "customer", "9.99", None);
     let bodies = [
@@ -74,6 +75,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
             .await
             .unwrap();
     }
+    assert_eq!(s.drain_dead_letters().await, 3);
     // A balance that drifted from its entries (planted as the schema owner, not the functions).
     let conn = env.admin_db.get().await.unwrap();
     conn.execute(
@@ -105,9 +107,14 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
             "MISSING_IN_STATEMENT"
         ]
     );
-    // The scan left the dead letters where they were.
+    // The letters are in PostgreSQL, not in the queue any more.
     let stats = env.clients.queue.stats().await.unwrap();
-    assert_eq!(stats.dead_letter_queue.unwrap().visible, 3);
+    assert_eq!(stats.dead_letter_queue.unwrap().visible, 0);
+    assert_eq!(
+        s.count("SELECT count(*) FROM dead_letters WHERE status = 'RECORDED'")
+            .await,
+        3
+    );
     assert_eq!(s.count("SELECT count(*) FROM discrepancies WHERE client_id = 'system' AND kind = 'DEAD_LETTERED'").await, 1);
 
     // Fix the drift (before anything posts on top of it: a posting carries the balance it finds
@@ -149,6 +156,11 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
     assert_eq!(s.drain().await, 1);
     assert_eq!(s.status_of("stuck-1").await["status"], "COMPLETED");
     assert_eq!(s.balance("customer").await, "9.99");
+    assert_eq!(
+        s.count("SELECT count(*) FROM dead_letters WHERE status = 'REDRIVEN'")
+            .await,
+        1
+    );
 
     // The next run clears the drift; the malformed dead letter is still reported.
     reconciler::handle(&env.clients, scheduled_event(4))

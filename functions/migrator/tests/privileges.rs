@@ -20,12 +20,16 @@ const APPEND_ONLY: [(&str, &str); 8] = [
     ("matches", "pairs"),
     ("run_discrepancies", "run_id"),
 ];
-const MUTABLE: [&str; 4] = [
+const MUTABLE: [&str; 5] = [
     "accounts",
     "account_balances",
     "statements",
     "discrepancies",
+    "dead_letters",
 ];
+/// Tables whose rows may change but are never deleted (a row trigger for DELETE and a TRUNCATE
+/// trigger; V5).
+const NEVER_DELETED: [&str; 1] = ["dead_letters"];
 
 /// Runs `sql`, which must fail; returns its SQLSTATE and message.
 async fn refused(pool: &PgPool, sql: &str) -> (String, String) {
@@ -83,7 +87,8 @@ const SEED: &str = "
     INSERT INTO run_discrepancies (run_id, discrepancy_id)
     VALUES ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-0000000000d1');
     INSERT INTO discrepancy_events (discrepancy_id, actor, to_status)
-    VALUES ('00000000-0000-7000-8000-0000000000d1', 'reconciler', 'OPEN');";
+    VALUES ('00000000-0000-7000-8000-0000000000d1', 'reconciler', 'OPEN');
+    INSERT INTO dead_letters (message_id, body) VALUES ('m1', '{}');";
 
 #[tokio::test]
 async fn the_functions_connect_as_the_app_login_not_the_owner() {
@@ -130,6 +135,8 @@ async fn the_app_role_cannot_rewrite_or_erase_the_ledger() {
     assert_denied(app, "UPDATE statements SET account_id = account_id").await;
     assert_denied(app, "UPDATE discrepancies SET expected = 0").await;
     assert_denied(app, "UPDATE discrepancies SET client_id = 'other'").await;
+    assert_denied(app, "UPDATE dead_letters SET body = body").await;
+    assert_denied(app, "UPDATE dead_letters SET message_id = message_id").await;
     // Written by the functions, read by none of them.
     assert_denied(app, "SELECT * FROM audit_log").await;
     assert_denied(app, "SELECT * FROM refinery_schema_history").await;
@@ -209,11 +216,26 @@ async fn append_only_tables_refuse_changes_from_the_owner_too() {
                     bool_or(t.tgtype & 32 = 32)
              FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
              WHERE t.tgfoid = 'refuse_change'::regproc AND t.tgenabled = 'O'
+               AND NOT c.relname = ANY($1)
              GROUP BY 1",
-            &[],
+            &[&NEVER_DELETED.as_slice()],
         )
         .await
         .unwrap();
+    // The never-deleted tables: a row trigger for DELETE (not UPDATE) and one for TRUNCATE, which
+    // bind the owner too.
+    for table in NEVER_DELETED {
+        for (sql, op) in [
+            (format!("DELETE FROM {table}"), "DELETE"),
+            (format!("TRUNCATE {table}"), "TRUNCATE"),
+        ] {
+            let (code, message) = refused(&env.admin_db, &sql).await;
+            assert!(
+                code == "42501" && message.contains(op),
+                "{sql}: {code} {message}"
+            );
+        }
+    }
     let protected: BTreeSet<String> = rows
         .iter()
         .map(|r| {
@@ -259,6 +281,7 @@ async fn grants_are_exactly_what_the_functions_run() {
             "accounts INSERT,SELECT",
             "audit_log INSERT",
             "audit_log_id_seq USAGE",
+            "dead_letters INSERT,SELECT",
             "discrepancies INSERT,SELECT",
             "discrepancy_events INSERT,SELECT",
             "discrepancy_events_id_seq USAGE",
@@ -288,6 +311,7 @@ async fn grants_are_exactly_what_the_functions_run() {
         columns,
         [
             "account_balances UPDATE balance,updated_at,version",
+            "dead_letters UPDATE posted_at,redrive_deduplication_id,redriven_at,status",
             "discrepancies UPDATE cleared_by_run,detail,last_seen_run,resolution,status,updated_at",
             "reconciliation_requests UPDATE attempts,error,finished_at,started_at,status",
             "statements UPDATE lines_duplicate,lines_imported",

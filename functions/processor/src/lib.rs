@@ -2,6 +2,8 @@
 //! partial batch failures with the FIFO rule: once a message fails, it and every later message of
 //! the batch are reported, so SQS redelivers them in order.
 
+pub mod dead_letters;
+
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};

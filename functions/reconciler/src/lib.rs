@@ -1,6 +1,6 @@
 //! The scheduled reconciliation (EventBridge Scheduler): every account with imported statements is
 //! reconciled for the configured window up to yesterday, then the ledger-wide invariants and the
-//! dead-letter queue are checked. Runs and discrepancies are stored; metrics go out as EMF.
+//! recorded dead letters are checked. Runs and discrepancies are stored; metrics go out as EMF.
 
 use std::time::Instant;
 
@@ -60,7 +60,7 @@ async fn handle_daily(clients: &Clients, event: Value) -> anyhow::Result<Value> 
     let today = scheduled_day(&event);
     let settings = &clients.config.reconcile;
     let (start, end) = run::scheduled_window(today, settings);
-    let scheduled = run::reconcile_all(&clients.db, &clients.queue, settings, today)
+    let scheduled = run::reconcile_all(&clients.db, settings, today)
         .instrument(tracing::info_span!("reconcile", %today, %start, %end))
         .await?;
     let results = &scheduled.runs;

@@ -14,7 +14,7 @@ use super::matching::{self, Discrepancy, DiscrepancyKind, MatchConfig, MatchOutc
 use super::workflow::INTERNAL_KINDS;
 use crate::config::ReconcileConfig;
 use crate::money::{AmountOverflow, checked_add, format_amount};
-use crate::queue::Queue;
+use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::invariants::{self, InvariantReport};
 use crate::store::reconcile_requests as requests;
 use crate::store::reconciliation::{self as store, Finding, RunRecord, SaveStats, Scope};
@@ -521,12 +521,11 @@ pub struct ScheduledRun {
 }
 
 /// The scheduled run: every account with imported statements, then the ledger-wide internal
-/// checks and the dead-letter queue. One account that fails is recorded with its error (in the
+/// checks and the recorded dead letters. One account that fails is recorded with its error (in the
 /// result and in the ledger-wide run's report) and the run goes on to the next account, so one
 /// client's data can never stop everyone's reconciliation.
 pub async fn reconcile_all(
     pool: &PgPool,
-    queue: &Queue,
     settings: &ReconcileConfig,
     today: NaiveDate,
 ) -> Result<ScheduledRun, anyhow::Error> {
@@ -554,14 +553,21 @@ pub async fn reconcile_all(
             }
         }
     }
-    runs.push(reconcile_internal(pool, queue, today, &failures).await?);
+    runs.push(reconcile_internal(pool, today, &failures).await?);
     Ok(ScheduledRun { runs, failures })
 }
 
-/// Ledger-wide invariants and transfers sitting in the dead-letter queue.
+/// At most this many waiting dead letters become findings in one run; beyond it the run reports the
+/// first ones and clears no DEAD_LETTERED discrepancy (it did not look at every letter).
+pub const MAX_DEAD_LETTER_FINDINGS: i64 = 10_000;
+
+/// Ledger-wide invariants and the transfers that reached the dead-letter queue. Dead letters come
+/// from their durable record (`dead_letters`, written by the `dead-letters` function as each one
+/// arrives), never from reading the FIFO queue: each RECORDED letter whose transfer is not in the
+/// ledger is a DEAD_LETTERED finding, so a DEAD_LETTERED discrepancy is cleared only once its
+/// letter was redriven or its transfer posted.
 pub async fn reconcile_internal(
     pool: &PgPool,
-    queue: &Queue,
     today: NaiveDate,
     failed_accounts: &[AccountFailure],
 ) -> Result<RunResult, anyhow::Error> {
@@ -569,66 +575,35 @@ pub async fn reconcile_internal(
     let clock = Instant::now();
     let checks = invariants::check(pool).await?;
     let mut findings = internal_findings(pool, &checks, None).await?;
-    // Without a scan, DEAD_LETTERED findings are neither found nor cleared this run.
-    let (letters, scan_error) = match queue.scan_dead_letters(10_000).await {
-        Ok(letters) => (letters, None),
+    // Unless every waiting letter was read, DEAD_LETTERED findings are reported but none is cleared.
+    let (letters, waiting, scan_error) = match dead_letters::waiting(pool, MAX_DEAD_LETTER_FINDINGS)
+        .await
+    {
+        Ok((letters, total)) if total > letters.len() as i64 => {
+            tracing::warn!(total, "more dead letters than one run reports");
+            let error = format!(
+                "{total} dead letters are waiting; this run reports the oldest {} and clears none",
+                letters.len()
+            );
+            (letters, total, Some(error))
+        }
+        Ok((letters, total)) => (letters, total, None),
         Err(e) => {
-            tracing::error!(error = %e, "dead-letter queue not scanned; the other checks go on");
-            (Vec::new(), Some(e.to_string()))
+            tracing::error!(error = %e, "dead letters not read; the other checks go on");
+            (
+                Vec::new(),
+                0,
+                Some(format!("reading the recorded dead letters: {e}")),
+            )
         }
     };
+    let mut fingerprints = std::collections::HashSet::new();
     for letter in &letters {
-        let parsed = crate::transfers::TransferMessage::parse(&letter.body).ok();
-        let id = letter
-            .deduplication_id
-            .clone()
-            .unwrap_or_else(|| letter.message_id.clone());
-        // A malformed message still names its client if it is JSON with a clientId; otherwise it
-        // belongs to the operators ("system").
-        let client_id = match &parsed {
-            Some(m) => m.client_id.clone(),
-            None => serde_json::from_str::<Value>(&letter.body)
-                .ok()
-                .and_then(|v| {
-                    v.get("clientId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| "system".into()),
-        };
-        findings.push(Finding {
-            client_id,
-            account_id: parsed
-                .as_ref()
-                .map(|m| m.transfer.source_account_id.to_string()),
-            kind: "DEAD_LETTERED".into(),
-            fingerprint: format!("DEAD_LETTERED:{id}"),
-            booked_on: None,
-            statement_line_id: None,
-            transaction_ids: parsed
-                .as_ref()
-                .map(|m| vec![m.transaction_id])
-                .unwrap_or_default(),
-            expected: parsed.as_ref().map(|m| m.transfer.amount),
-            actual: None,
-            currency: parsed
-                .as_ref()
-                .map(|m| m.transfer.currency.code().to_string()),
-            detail: match &parsed {
-                Some(m) => format!(
-                    "transfer {} ({}) is in the dead-letter queue",
-                    m.idempotency_key, m.transaction_id
-                ),
-                None => "a malformed message is in the dead-letter queue".into(),
-            },
-            data: json!({
-                "messageId": letter.message_id,
-                "receiveCount": letter.receive_count,
-                "idempotencyKey": parsed.as_ref().map(|m| m.idempotency_key.clone()),
-                "redrivable": parsed.is_some(),
-                "body": letter.body,
-            }),
-        });
+        let finding = dead_letter_finding(letter);
+        // Two letters of one transfer (sent again after FIFO's dedup window) are one discrepancy.
+        if fingerprints.insert((finding.client_id.clone(), finding.fingerprint.clone())) {
+            findings.push(finding);
+        }
     }
     let run_id = Uuid::now_v7();
     let mut report = json!({
@@ -644,7 +619,7 @@ pub async fn reconcile_internal(
             "missingLedgerEntries": checks.missing_ledger_entries.len(),
             "currencyImbalance": checks.currency_imbalance.len(),
             "overdrawnAccounts": checks.overdrawn_accounts.len(),
-            "deadLettered": letters.len(),
+            "deadLettered": waiting,
         },
         "deadLetterScanError": scan_error,
         "failedAccounts": failed_accounts,
@@ -679,6 +654,69 @@ pub async fn reconcile_internal(
         matched_lines: 0,
         timings_ms: vec![("internal", clock.elapsed().as_secs_f64() * 1000.0)],
     })
+}
+
+/// The DEAD_LETTERED finding for a waiting letter. Its fingerprint is the letter's deduplication
+/// id (one per transfer send; a redrive sends with a new one), else its message id.
+fn dead_letter_finding(letter: &DeadLetter) -> Finding {
+    let parsed = letter.transfer();
+    let id = letter
+        .deduplication_id
+        .clone()
+        .unwrap_or_else(|| letter.message_id.clone());
+    // A malformed message still names its client if it is JSON with a clientId; otherwise it
+    // belongs to the operators ("system").
+    let client_id = match &parsed {
+        Some(m) => m.client_id.clone(),
+        None => serde_json::from_str::<Value>(&letter.body)
+            .ok()
+            .filter(|_| !letter.body_escaped)
+            .and_then(|v| {
+                v.get("clientId")
+                    .and_then(Value::as_str)
+                    .filter(|c| !c.is_empty() && !c.contains('\0'))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "system".into()),
+    };
+    let mut data = json!({
+        "messageId": letter.message_id,
+        "receiveCount": letter.receive_count,
+        "idempotencyKey": parsed.as_ref().map(|m| m.idempotency_key.clone()),
+        "redrivable": parsed.is_some(),
+        "body": letter.body,
+        "receivedAt": letter.received_at,
+    });
+    if letter.body_escaped {
+        data["bodyEscaped"] = json!(true);
+    }
+    Finding {
+        client_id,
+        account_id: parsed
+            .as_ref()
+            .map(|m| m.transfer.source_account_id.to_string()),
+        kind: "DEAD_LETTERED".into(),
+        fingerprint: format!("DEAD_LETTERED:{id}"),
+        booked_on: None,
+        statement_line_id: None,
+        transaction_ids: parsed
+            .as_ref()
+            .map(|m| vec![m.transaction_id])
+            .unwrap_or_default(),
+        expected: parsed.as_ref().map(|m| m.transfer.amount),
+        actual: None,
+        currency: parsed
+            .as_ref()
+            .map(|m| m.transfer.currency.code().to_string()),
+        detail: match &parsed {
+            Some(m) => format!(
+                "transfer {} ({}) reached the dead-letter queue",
+                m.idempotency_key, m.transaction_id
+            ),
+            None => "a malformed message reached the dead-letter queue".into(),
+        },
+        data,
+    }
 }
 
 #[cfg(test)]

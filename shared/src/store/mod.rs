@@ -1,6 +1,7 @@
 //! PostgreSQL adapter: the pool, the migrations, and every SQL statement the ledger runs.
 
 pub mod accounts;
+pub mod dead_letters;
 pub mod invariants;
 pub mod posting;
 pub mod reconciliation;

@@ -44,7 +44,7 @@ async fn ledger_wide_runs_exist_only_for_operators() {
     let app = TestApp::spawn().await;
     let clients = &app.env.clients;
     let today = Utc::now().date_naive();
-    let internal = run::reconcile_internal(&clients.db, &clients.queue, today, &[])
+    let internal = run::reconcile_internal(&clients.db, today, &[])
         .await
         .unwrap();
     let path = format!("/api/v1/reconciliations/{}", internal.run_id);

@@ -3,4 +3,5 @@
 mod adjustments;
 mod batches;
 mod concurrency;
+mod dead_letters;
 mod helpers;
