@@ -401,21 +401,6 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys() {
-        IdempotencyKey::parse(&"k".repeat(255), "k").unwrap();
-        assert_eq!(
-            IdempotencyKey::parse("", "k").unwrap_err().code,
-            "missing_idempotency_key"
-        );
-        for bad in [
-            "has space",
-            "tab\t",
-            &"k".repeat(256),
-            "naïve",
-            ".",
-            "..",
-            "nul\0",
-    #[test]
     fn adjusting_transfers_are_marked_and_keyed_outside_the_clients_keys() {
         let t = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1","currency":"USD"}"#)
             .validate(None, MAX)
@@ -459,6 +444,21 @@ mod tests {
         assert!(!serde_json::to_string(&plain).unwrap().contains("adjusts"));
     }
 
+    #[test]
+    fn idempotency_keys() {
+        IdempotencyKey::parse(&"k".repeat(255), "k").unwrap();
+        assert_eq!(
+            IdempotencyKey::parse("", "k").unwrap_err().code,
+            "missing_idempotency_key"
+        );
+        for bad in [
+            "has space",
+            "tab\t",
+            &"k".repeat(256),
+            "naïve",
+            ".",
+            "..",
+            "nul\0",
         ] {
             assert_eq!(
                 IdempotencyKey::parse(bad, "k").unwrap_err().code,
