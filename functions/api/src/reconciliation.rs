@@ -20,6 +20,7 @@ use shared::reconcile::run::{self, AccountWindow};
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
 use shared::store::accounts as account_store;
+use shared::store::dead_letters::{self as dead_letter_store, RedriveCheck};
 use shared::store::posting;
 use shared::store::reconcile_requests as requests;
 use shared::store::reconciliation::{
@@ -918,29 +919,69 @@ async fn adjust(
     Ok(with_history(&d, &events))
 }
 
+/// Re-sends a dead-lettered transfer to the queue from its record (`dead_letters`, written by the
+/// `dead-letters` function), with its message group and a deduplication id derived from the letter
+/// (a retry inside FIFO's 5-minute window is one message; never the original send's id), and marks
+/// the letter REDRIVEN. The letter stays locked while it is sent, so two redrives of one letter
+/// send once; the ledger's unique (client, key) makes any later copy post nothing.
 async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
-    let redrivable = d.kind == "DEAD_LETTERED"
-        && d.data.get("redrivable").and_then(Value::as_bool) == Some(true);
-    let message_id = d.data.get("messageId").and_then(Value::as_str).filter(|_| redrivable).ok_or_else(|| {
+    let not_redrivable = || {
         Problem::unprocessable(
             "not_redrivable",
             "action",
             "only a dead-lettered, well-formed transfer can be redriven (a malformed one would fail again: ignore it)",
         )
-    })?;
-    let moved = state
+    };
+    let redrivable = d.kind == "DEAD_LETTERED"
+        && d.data.get("redrivable").and_then(Value::as_bool) == Some(true);
+    let message_id = d
+        .data
+        .get("messageId")
+        .and_then(Value::as_str)
+        .filter(|_| redrivable)
+        .ok_or_else(not_redrivable)?;
+    let gone = |detail: String| Problem::new(StatusCode::CONFLICT, "dead_letter_gone", detail);
+    let mut conn = state.db.get().await.map_err(db)?;
+    let tx = conn.transaction().await.map_err(db)?;
+    let letter = match dead_letter_store::lock_for_redrive(&tx, message_id)
+        .await
+        .map_err(db)?
+    {
+        RedriveCheck::Ready(letter) => letter,
+        RedriveCheck::AlreadyRedriven(at) => {
+            return Err(gone(format!(
+                "the dead letter was redriven already, at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        RedriveCheck::AlreadyPosted => {
+            tx.commit().await.map_err(db)?;
+            return Err(gone(
+                "the dead-lettered transfer is in the ledger already: nothing to redrive".into(),
+            ));
+        }
+        RedriveCheck::NotRecorded => {
+            return Err(gone(
+                "no dead letter with this message id is recorded".into(),
+            ));
+        }
+    };
+    let message = letter.transfer().ok_or_else(not_redrivable)?;
+    let group_id = letter
+        .group_id
+        .clone()
+        .unwrap_or_else(|| message.group_id().to_string());
+    let dedup = dead_letter_store::redrive_deduplication_id(&letter.message_id);
+    let queued = state
         .queue
-        .redrive(message_id, &d.id.simple().to_string())
+        .resend(&letter.body, &group_id, &dedup)
         .await
         .map_err(|e| Problem::unavailable("sqs", &e))?;
-    if !moved {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "dead_letter_gone",
-            "the message is no longer in the dead-letter queue",
-        ));
-    }
-    Ok(json!({"action": "redrive", "messageId": message_id}))
+    dead_letter_store::mark_redriven(&tx, &letter.message_id, &dedup)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(json!({"action": "redrive", "messageId": message_id, "queuedMessageId": queued}))
 }
 
 pub async fn resolve(
