@@ -34,6 +34,9 @@ pub struct Config {
     pub queue_url: String,
     /// `SQS_DLQ_URL`: its dead-letter queue (optional; reported by `/queue/stats`).
     pub dlq_url: Option<String>,
+    /// `RETRY_BACKOFF_BASE_SECONDS` (default 60) and `RETRY_BACKOFF_MAX_SECONDS` (default 900): how
+    /// long the processor keeps a batch that failed on a database error invisible, per receive.
+    pub retry_backoff: crate::retry::Backoff,
     /// `IDEMPOTENCY_TTL_SECONDS` (default 86400): how long Redis keeps a reservation.
     pub idempotency_ttl: Duration,
     /// `MAX_TRANSFER_AMOUNT` (default 1000000000): largest amount of one transfer, in major units.
@@ -195,6 +198,10 @@ impl Config {
             queue_url: required("SQS_QUEUE_URL")?,
             dlq_url: get("SQS_DLQ_URL").filter(|v| !v.is_empty()),
             idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECONDS", 86_400)?.max(1)),
+            retry_backoff: crate::retry::Backoff {
+                base: Duration::from_secs(number("RETRY_BACKOFF_BASE_SECONDS", 60)?.max(1)),
+                max: Duration::from_secs(number("RETRY_BACKOFF_MAX_SECONDS", 900)?.max(1)),
+            },
             max_transfer_amount,
             max_body_bytes: number("MAX_BODY_BYTES", 65_536)? as usize,
             api_tokens: api_tokens(get("API_TOKENS").unwrap_or_default())?,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod money;
 pub mod queue;
 pub mod reconcile;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod transfers;

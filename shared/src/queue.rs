@@ -8,13 +8,90 @@ use serde::Serialize;
 use crate::transfers::TransferMessage;
 
 #[derive(Debug, thiserror::Error)]
-#[error("sqs: {0}")]
-pub struct QueueError(String);
+#[error("sqs: {detail}")]
+pub struct QueueError {
+    detail: String,
+    /// The request may have reached SQS (a timeout, a lost connection or reply, a 5xx): a message
+    /// may or may not be on the queue.
+    outcome_unknown: bool,
+    /// SQS answered that the queue does not exist.
+    missing_queue: bool,
+}
 
 impl QueueError {
-    fn from_sdk<E: std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> Self {
-        Self(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+    fn new(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            outcome_unknown: false,
+            missing_queue: false,
+        }
     }
+
+    fn from_sdk<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug + HttpStatus + 'static,
+    {
+        use aws_sdk_sqs::error::SdkError;
+        let (outcome_unknown, missing_queue) = match &e {
+            // Never sent.
+            SdkError::ConstructionFailure(_) => (false, false),
+            // SQS answered: a 4xx refused the request; a 5xx may have acted on it.
+            SdkError::ServiceError(s) => (
+                s.raw().status_code() >= 500,
+                s.err().code().is_some_and(|c| {
+                    c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+                }),
+            ),
+            // A timeout, a connection that failed mid-request, a reply that could not be read.
+            _ => (true, false),
+        };
+        Self {
+            detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            outcome_unknown,
+            missing_queue,
+        }
+    }
+
+    /// Whether the message may be on the queue although the send failed.
+    pub fn outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+
+    /// Whether SQS said the queue does not exist.
+    pub fn missing_queue(&self) -> bool {
+        self.missing_queue
+    }
+}
+
+/// The status code of a raw SDK response, for telling a refusal (4xx) from a failure (5xx).
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_sqs::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// The timeouts every SQS client uses, deployed or local: a stalled SQS server costs a request
+/// seconds, never the whole Lambda timeout.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(10))
+        .build()
+}
+
+/// How a local stack recreates its queues when the local SQS server restarted empty (production
+/// queues come from the template and never vanish).
+#[derive(Clone, Debug)]
+pub struct RecreateQueues {
+    pub name: String,
+    pub max_receive_count: u32,
+    pub visibility_timeout_secs: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -22,6 +99,7 @@ pub struct Queue {
     client: aws_sdk_sqs::Client,
     url: String,
     dlq_url: Option<String>,
+    recreate: Option<RecreateQueues>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -56,7 +134,14 @@ impl Queue {
             client,
             url,
             dlq_url,
+            recreate: None,
         }
+    }
+
+    /// A local stack's queue: recreated (once per failed send) when the SQS server lost it.
+    pub fn recreating(mut self, spec: RecreateQueues) -> Self {
+        self.recreate = Some(spec);
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {
@@ -76,6 +161,24 @@ impl Queue {
     #[tracing::instrument(name = "sqs.send", level = "debug", skip_all)]
     pub async fn send_transfer(&self, msg: &TransferMessage) -> Result<String, QueueError> {
         let body = serde_json::to_string(msg).expect("a message always serializes");
+        match self.send_body(msg, &body).await {
+            Err(e) if e.missing_queue() && self.recreate.is_some() => {
+                let spec = self.recreate.as_ref().expect("checked");
+                tracing::warn!(queue = %spec.name, "the local SQS server lost the queue; recreating it");
+                ensure_fifo_queue(
+                    &self.client,
+                    &spec.name,
+                    spec.max_receive_count,
+                    spec.visibility_timeout_secs,
+                )
+                .await?;
+                self.send_body(msg, &body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_body(&self, msg: &TransferMessage, body: &str) -> Result<String, QueueError> {
         let out = self
             .client
             .send_message()
@@ -87,7 +190,47 @@ impl Queue {
             .await
             .map_err(QueueError::from_sdk)?;
         out.message_id
-            .ok_or_else(|| QueueError("SendMessage returned no MessageId".into()))
+            .ok_or_else(|| QueueError::new("SendMessage returned no MessageId"))
+    }
+
+    /// Keeps messages that failed for a reason outside them (a database outage) invisible for
+    /// `delay` each, so that a retry waits instead of spending one of the queue's receives.
+    /// `entries` are (message id, receipt handle, delay); at most 10 per call (one SQS batch).
+    pub async fn delay_retries(
+        &self,
+        entries: &[(String, String, std::time::Duration)],
+    ) -> Result<(), QueueError> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+        for chunk in entries.chunks(10) {
+            let batch = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (_, receipt, delay))| {
+                    Entry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(receipt)
+                        .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+                        .build()
+                        .map_err(|e| QueueError::new(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(batch))
+                .send()
+                .await
+                .map_err(QueueError::from_sdk)?;
+            if let Some(failed) = out.failed.first() {
+                return Err(QueueError::new(format!(
+                    "ChangeMessageVisibility failed for {} message(s): {}",
+                    out.failed.len(),
+                    failed.message.as_deref().unwrap_or("")
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), QueueError> {
@@ -175,7 +318,7 @@ pub async fn ensure_fifo_queue(
             .await
             .map_err(QueueError::from_sdk)?
             .queue_url
-            .ok_or_else(|| QueueError("CreateQueue returned no QueueUrl".into()))
+            .ok_or_else(|| QueueError::new("CreateQueue returned no QueueUrl"))
     };
     let dlq_url = create(format!("{base}-dlq.fifo"), vec![]).await?;
     let dlq_arn = client
@@ -187,7 +330,7 @@ pub async fn ensure_fifo_queue(
         .map_err(QueueError::from_sdk)?
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| QueueError("dead-letter queue has no ARN".into()))?;
+        .ok_or_else(|| QueueError::new("dead-letter queue has no ARN"))?;
     let redrive =
         serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count});
     let url = create(
@@ -222,6 +365,7 @@ pub async fn local_client(endpoint: &str) -> aws_sdk_sqs::Client {
         ))
         .credentials_provider(Credentials::new("test", "test", None, None, "local"))
         .endpoint_url(endpoint)
+        .timeout_config(timeouts())
         .load()
         .await;
     aws_sdk_sqs::Client::new(&sdk)
@@ -250,6 +394,6 @@ impl Queue {
             .await
             .map_err(QueueError::from_sdk)?;
         out.message_id
-            .ok_or_else(|| QueueError("SendMessage returned no MessageId".into()))
+            .ok_or_else(|| QueueError::new("SendMessage returned no MessageId"))
     }
 }

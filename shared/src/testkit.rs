@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+pub mod proxy;
+
 use uuid::Uuid;
 
 use crate::auth::{Authenticator, Role};
@@ -134,6 +136,7 @@ impl TestEnv {
             queue_url: queue_url.clone(),
             dlq_url: Some(dlq_url.clone()),
             idempotency_ttl: Duration::from_secs(600),
+            retry_backoff: Default::default(),
             max_transfer_amount: rust_decimal::Decimal::from(1_000_000_000u64),
             max_body_bytes: 16 * 1024,
             api_tokens: String::new(),

@@ -277,7 +277,7 @@ impl TransferMessage {
             client_id: client_id.to_string(),
             idempotency_key: key.as_str().to_string(),
             request_hash: transfer.request_hash(),
-            transaction_id: Uuid::now_v7(),
+            transaction_id: transaction_id(client_id, key.as_str()),
             transfer,
             accepted_at: Utc::now(),
         }
@@ -317,6 +317,21 @@ impl TransferMessage {
     pub fn deduplication_id(&self) -> String {
         deduplication_id(&self.client_id, &self.idempotency_key)
     }
+}
+
+/// The transaction id of a client's key: derived from (client, key), so every retry of a request
+/// carries the same id whatever Redis remembers (a UUID version 8 over SHA-256; the ledger's
+/// unique (client, key) makes it unique).
+pub fn transaction_id(client_id: &str, key: &str) -> Uuid {
+    let mut h = Sha256::new();
+    h.update(b"transaction-id\0");
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// `MessageDeduplicationId`: hash of client id and key (so one client's key cannot collide with
@@ -479,5 +494,15 @@ mod tests {
         assert!(TransferMessage::parse(&body.replace("\"v\":1", "\"v\":2")).is_err());
         assert!(TransferMessage::parse(&body.replace("\"1.00\"", "\"1.001\"")).is_err());
         assert_ne!(deduplication_id("a", "bc"), deduplication_id("ab", "c"));
+        // The transaction id is the key's, whenever and however often it is sent.
+        let again = TransferMessage::new(
+            "demo",
+            &IdempotencyKey::parse("k1", "k").unwrap(),
+            msg.transfer.clone(),
+        );
+        assert_eq!(again.transaction_id, msg.transaction_id);
+        assert_eq!(again.transaction_id.get_version_num(), 8);
+        assert_ne!(transaction_id("demo", "k1"), transaction_id("other", "k1"));
+        assert_ne!(transaction_id("a", "bc"), transaction_id("ab", "c"));
     }
 }

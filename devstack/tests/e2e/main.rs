@@ -3,6 +3,7 @@
 
 mod dead_letters;
 mod events;
+mod faults;
 mod flows;
 mod helpers;
 mod openapi;

@@ -133,7 +133,7 @@ async fn open_discrepancies(env: &TestEnv) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn planted_discrepancies_are_found_exactly_and_reruns_do_not_duplicate_them() {
     let s = Stack::start().await;
-    open(&s, &["bank", "world", "suspense"]).await;
+    open(&s, &["bank", "world", "suspense-demo"]).await;
     let env = &s.env;
     let mut ledger = Vec::new();
     let mut lines: Vec<(String, NaiveDate, String, &str, Option<String>)> = Vec::new();

@@ -271,7 +271,7 @@ async fn statements_import_in_every_format_and_reimport_changes_nothing() {
 #[tokio::test]
 async fn reconcile_report_and_the_discrepancy_workflow() {
     let s = Stack::start().await;
-    open(&s, &["bank", "world", "suspense"]).await;
+    open(&s, &["bank", "world", "suspense-demo"]).await;
     for (key, amount, reference) in [
         ("a", "100.00", "INV-1"),
         ("b", "50.00", "INV-2"),

@@ -6,7 +6,7 @@
 //! opening an id another client holds is 409 `account_id_taken`, which reveals nothing else.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use shared::transfers::parse_amount_json;
 use shared::validation::ValidationError;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, page, query_params};
+use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Deserialize)]
@@ -131,7 +131,7 @@ async fn visible_account(state: &AppState, client: &str, id: &str) -> ApiResult<
 pub async fn get(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
     let account = visible_account(&state, &client, &id).await?;
     Ok(Json(account_json(&account)))
@@ -140,7 +140,7 @@ pub async fn get(
 pub async fn balance(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let params = query_params(query.as_deref(), &["asOf"])?;
@@ -149,12 +149,14 @@ pub async fn balance(
         .find(|(k, _)| k == "asOf")
         .map(|(_, v)| {
             DateTime::parse_from_rfc3339(v)
+                .ok()
                 .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| {
+                .filter(|d| shared::validation::date_in_range(d.date_naive()))
+                .ok_or_else(|| {
                     Problem::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_as_of",
-                        "asOf must be an RFC 3339 timestamp such as 2026-01-31T23:59:59Z",
+                        "asOf must be an RFC 3339 timestamp such as 2026-01-31T23:59:59Z, between 1970 and 9999",
                     )
                     .field("asOf")
                 })
@@ -181,7 +183,7 @@ pub async fn balance(
 pub async fn ledger(
     State(state): State<AppState>,
     ClientId(client): ClientId,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let params = query_params(query.as_deref(), &["limit", "cursor"])?;

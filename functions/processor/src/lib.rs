@@ -6,7 +6,7 @@ pub mod dead_letters;
 
 use std::time::Instant;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::clients::Clients;
 use shared::idempotency::CachedStatus;
 use shared::metrics::Metrics;
@@ -46,6 +46,11 @@ pub async fn handle_batch(clients: &Clients, event: SqsEvent) -> SqsBatchRespons
     }
 
     let (outcomes, posted_until) = post_messages(clients, &messages, &mut metrics).await;
+    if posted_until < messages.len() {
+        // The database failed, not the messages: wait before the next delivery instead of spending
+        // the queue's receives (a short outage must dead-letter nothing).
+        delay_retries(clients, &records[posted_until..], &mut metrics).await;
+    }
     fail_from = fail_from.min(posted_until);
     let mut statuses = Vec::with_capacity(outcomes.len());
     for (m, outcome) in messages.iter().zip(&outcomes) {
@@ -76,6 +81,44 @@ pub async fn handle_batch(clients: &Clients, event: SqsEvent) -> SqsBatchRespons
     metrics.millis("BatchLatency", started.elapsed().as_secs_f64() * 1000.0);
     metrics.flush();
     response
+}
+
+/// Raises the visibility of messages that failed on a transient error to the backoff for their
+/// receive count (`RETRY_BACKOFF_*`). Best effort: if SQS refuses, the queue's own visibility
+/// timeout applies.
+async fn delay_retries(clients: &Clients, records: &[SqsMessage], metrics: &mut Metrics) {
+    let backoff = clients.config.retry_backoff;
+    let entries: Vec<(String, String, std::time::Duration)> = records
+        .iter()
+        .filter_map(|r| {
+            let receives = r
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            Some((
+                r.message_id.clone()?,
+                r.receipt_handle.clone()?,
+                backoff.delay(receives),
+            ))
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    match clients.queue.delay_retries(&entries).await {
+        Ok(()) => {
+            metrics.count("DelayedRetries", entries.len() as u64);
+            tracing::info!(
+                messages = entries.len(),
+                delay_secs = entries[0].2.as_secs(),
+                "retries delayed"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not delay retries; the queue's visibility timeout applies")
+        }
+    }
 }
 
 /// Posts the batch in one transaction. When PostgreSQL refuses a message's content (SQLSTATE class

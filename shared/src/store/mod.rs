@@ -2,8 +2,10 @@
 
 pub mod accounts;
 pub mod dead_letters;
+pub mod intake;
 pub mod invariants;
 pub mod posting;
+pub mod reconcile_requests;
 pub mod reconciliation;
 pub mod roles;
 pub mod tls;
@@ -33,9 +35,61 @@ pub enum StoreError {
     Conflict(String),
 }
 
-/// Builds a lazy pool without TLS (local services, tests).
+impl StoreError {
+    /// Whether PostgreSQL refused the data itself (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation): retrying the same statement can never succeed. Anything
+    /// else (a lost connection, a timeout, a serialization failure) is transient.
+    pub fn is_refused_content(&self) -> bool {
+        match self {
+            Self::Db(e) => e
+                .code()
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+}
+
+/// Limits every session sets at connect time, so that a stuck statement or an abandoned transaction
+/// cannot hold account locks until the Lambda dies (`DATABASE_STATEMENT_TIMEOUT_MS`,
+/// `DATABASE_LOCK_TIMEOUT_MS`, `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`; 0 turns one off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    pub statement: Duration,
+    pub lock: Duration,
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_secs(5),
+            idle_in_transaction: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SessionTimeouts {
+    /// The startup `options` that set them (PostgreSQL's `-c name=value` form).
+    pub fn startup_options(&self) -> String {
+        format!(
+            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            self.statement.as_millis(),
+            self.lock.as_millis(),
+            self.idle_in_transaction.as_millis()
+        )
+    }
+}
+
+/// Builds a lazy pool without TLS (local services, tests), with the default session timeouts.
 pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    pool_with_tls(database_url, max_size, tls::SslMode::Disable, None)
+    pool_with_tls(
+        database_url,
+        max_size,
+        tls::SslMode::Disable,
+        None,
+        &SessionTimeouts::default(),
+    )
 }
 
 /// Builds a lazy pool: no connection is opened until the first query. `Verified` recycling checks a
@@ -45,9 +99,15 @@ pub fn pool_with_tls(
     max_size: usize,
     ssl: tls::SslMode,
     extra_ca_pem: Option<&str>,
+    timeouts: &SessionTimeouts,
 ) -> anyhow::Result<Pool> {
     let mut pg =
         tokio_postgres::Config::from_str(database_url).context("parsing the database URL")?;
+    let options = match pg.get_options() {
+        Some(own) if !own.is_empty() => format!("{own} {}", timeouts.startup_options()),
+        _ => timeouts.startup_options(),
+    };
+    pg.options(options);
     let recycling = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
     };
