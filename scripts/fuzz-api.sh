@@ -52,7 +52,11 @@ export DATABASE_MIGRATION_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export DATABASE_URL="postgres://${FUZZ_DB_USER:-ledger_app_local}@127.0.0.1:5432/$DB"
 export SQS_QUEUE_NAME="payment-ledger-fuzz-$RUN_ID"
 export REDIS_KEY_PREFIX="fuzz-$RUN_ID"
-export PORT BIND=127.0.0.1 RECONCILE_INTERVAL_SECS=0 RUST_LOG=${RUST_LOG:-warn}
+# No scheduled run during the fuzz; queued reconciliations run every 5 s. A low synchronous limit
+# so that both answers of POST /accounts/{id}/reconcile are exercised: the fixture account starts
+# below it (201), and the transfers the run posts to it push it over (202, then polled).
+export PORT BIND=127.0.0.1 RECONCILE_INTERVAL_SECS=0 RECONCILE_QUEUED_INTERVAL_SECS=5
+export RECONCILE_SYNC_MAX_ITEMS=${FUZZ_SYNC_MAX_ITEMS:-8} RUST_LOG=${RUST_LOG:-warn}
 
 ./target/debug/devstack run >"$OUT/devstack.log" 2>&1 &
 DEVSTACK=$!
@@ -94,6 +98,10 @@ api POST '/statements?accountId=alice' "id,booked_date,amount,currency,reference
 b1,$today,100.00,USD,topup-0001
 b2,$today,-4.10,USD,fee
 b3,$today,12.00,USD,unknown" text/csv
+# January 2026 (the spec's example window) holds more lines than RECONCILE_SYNC_MAX_ITEMS: its
+# reconciliation is queued (202) and polled.
+api POST '/statements?accountId=alice' "$(printf 'id,booked_date,amount,currency\n'
+  for d in $(seq 10 19); do printf 'jan-%s,2026-01-%s,%s.00,USD\n' "$d" "$d" "$d"; done)" text/csv
 sleep 2 # the poller posts the transfer
 api POST /accounts/alice/reconcile "{\"startDate\":\"$today\",\"endDate\":\"$today\"}"
 
