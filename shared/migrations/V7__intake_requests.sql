@@ -9,8 +9,12 @@ CREATE TABLE intake_requests (
     request_hash    text NOT NULL,
     transaction_id  uuid NOT NULL,
     accepted_at     timestamptz NOT NULL,
+    -- The last send's outcome was unknown (a timeout, a lost reply): the status route says so
+    -- instead of PENDING, until a retry's send is answered.
+    outcome_unknown boolean NOT NULL DEFAULT false,
     PRIMARY KEY (client_id, idempotency_key)
 );
 
 -- The api writes it, forgets a request whose send SQS refused outright, and reads it for status.
 GRANT SELECT, INSERT, DELETE ON intake_requests TO ledger_app;
+GRANT UPDATE (outcome_unknown) ON intake_requests TO ledger_app;

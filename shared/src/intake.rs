@@ -117,6 +117,7 @@ pub async fn accept(
         Ok(id) => id,
         Err(e) if e.outcome_unknown() => {
             // Keep the reservation and the record: a retry resumes them and sends again.
+            mark_unknown(clients, client_id, key, true).await;
             if let Err(keep) = clients.cache.keep_unknown(token).await {
                 tracing::warn!(error = %keep, "could not keep the reservation; the durable record still binds the key");
             }
@@ -126,15 +127,19 @@ pub async fn accept(
                 error: e,
             });
         }
+        Err(e) if !first_time => {
+            // Refused now, but an earlier attempt of this request may be on the queue: still
+            // unknown, and the reservation and the record stay.
+            tracing::warn!(idempotency_key = key.as_str(), transaction_id = %message.transaction_id, error = %e, "resend refused; an earlier send's outcome is still unknown");
+            return Err(IntakeError::OutcomeUnknown {
+                transaction_id: message.transaction_id,
+                error: e,
+            });
+        }
         Err(e) => {
-            if first_time
-                && let Err(forget) = intake_store::forget(
-                    &clients.db,
-                    client_id,
-                    key.as_str(),
-                    message.transaction_id,
-                )
-                .await
+            if let Err(forget) =
+                intake_store::forget(&clients.db, client_id, key.as_str(), message.transaction_id)
+                    .await
             {
                 // The key stays bound to this body: a retry with it is still accepted.
                 tracing::warn!(error = %forget, "could not forget a request SQS refused");
@@ -143,6 +148,10 @@ pub async fn accept(
             return Err(IntakeError::Queue(e));
         }
     };
+    if !first_time {
+        // This send was answered: whatever an earlier one did, the transfer is on the queue.
+        mark_unknown(clients, client_id, key, false).await;
+    }
     let accepted = Accepted {
         idempotency_key: key.as_str().to_string(),
         transaction_id: message.transaction_id,
@@ -166,6 +175,15 @@ pub async fn accept(
     } else {
         Intake::Replayed(accepted)
     })
+}
+
+/// Best effort: the status route then says UNKNOWN (or PENDING again) for the key.
+async fn mark_unknown(clients: &Clients, client_id: &str, key: &IdempotencyKey, unknown: bool) {
+    if let Err(e) =
+        intake_store::set_outcome_unknown(&clients.db, client_id, key.as_str(), unknown).await
+    {
+        tracing::warn!(error = %e, "could not record the send's outcome on the intake record");
+    }
 }
 
 async fn release(clients: &Clients, token: ReservationToken) {

@@ -87,7 +87,22 @@ pub fn parse_decimal_str(text: &str, field: &str) -> Result<Decimal, ValidationE
     if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
         return Err(invalid());
     }
-    Decimal::from_str_exact(text).map_err(|_| too_large(field, text))
+    // Trailing zeros are not precision (`1.000` is 1): drop them before the 28-decimal limit of
+    // `Decimal` decides. More decimals than that is more than any currency has.
+    let frac = frac.map(|f| f.trim_end_matches('0'));
+    if frac.is_some_and(|f| f.len() > 28) {
+        return Err(ValidationError::new(
+            "amount_scale_exceeded",
+            field,
+            format!("`{text}` has more decimal places than any currency allows"),
+        ));
+    }
+    let sign = if text.starts_with('-') { "-" } else { "" };
+    let normalized = match frac {
+        Some(f) if !f.is_empty() => format!("{sign}{int}.{f}"),
+        _ => format!("{sign}{int}"),
+    };
+    Decimal::from_str_exact(&normalized).map_err(|_| too_large(field, text))
 }
 
 /// Parses the literal text of a JSON number (which may carry an exponent) without going through f64.
@@ -336,6 +351,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn trailing_zeros_beyond_decimals_range_are_not_precision() {
+        let long = format!("1.{}", "0".repeat(40));
+        assert_eq!(parse_decimal_str(&long, "a").unwrap(), dec("1"));
+        let precise = format!("1.{}1", "0".repeat(40));
+        assert_eq!(
+            parse_decimal_str(&precise, "a").unwrap_err().code,
+            "amount_scale_exceeded"
+        );
+        assert_eq!(parse_decimal_str("-0.50", "a").unwrap(), dec("-0.5"));
     }
 
     #[test]

@@ -179,6 +179,9 @@ impl Queue {
     }
 
     async fn send_body(&self, msg: &TransferMessage, body: &str) -> Result<String, QueueError> {
+        // One attempt: after an SDK retry the last attempt's error says nothing about the earlier
+        // ones (a timed-out first attempt may have been stored, then a 4xx would look like a clean
+        // refusal). The client's own retry, under the same key, is the retry.
         let out = self
             .client
             .send_message()
@@ -186,6 +189,11 @@ impl Queue {
             .message_body(body)
             .message_group_id(msg.group_id())
             .message_deduplication_id(msg.deduplication_id())
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(QueueError::from_sdk)?;

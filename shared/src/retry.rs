@@ -35,10 +35,12 @@ impl Backoff {
             .min(SQS_MAX_VISIBILITY)
     }
 
-    /// The longest outage that dead-letters nothing: a message may fail `max_receive_count` times,
-    /// waiting `delay(n)` after the n-th, before SQS moves it to the dead-letter queue.
+    /// The longest outage that dead-letters nothing: SQS delivers a message at most
+    /// `max_receive_count` times (the next receive moves it to the dead-letter queue), waiting
+    /// `delay(n)` after the n-th failure, so its last delivery comes `delay(1) + ... +
+    /// delay(max_receive_count - 1)` after its first. An outage that ends before then loses nothing.
     pub fn outage_bound(&self, max_receive_count: u32) -> Duration {
-        (1..=max_receive_count).map(|n| self.delay(n)).sum()
+        (1..max_receive_count).map(|n| self.delay(n)).sum()
     }
 }
 
@@ -57,12 +59,14 @@ mod tests {
 
     #[test]
     fn with_the_template_defaults_an_outage_of_half_an_hour_dead_letters_nothing() {
-        // MaxReceiveCount 5 in template.yaml.
+        // MaxReceiveCount 6 in template.yaml: deliveries at 0, 60, 180, 420, 900 and 1800 s.
         assert_eq!(
-            Backoff::default().outage_bound(5),
+            Backoff::default().outage_bound(6),
             Duration::from_secs(1800)
         );
-        assert!(Backoff::default().outage_bound(5) >= Duration::from_secs(15 * 60));
+        assert!(Backoff::default().outage_bound(6) >= Duration::from_secs(15 * 60));
+        // One delivery: no retry at all.
+        assert_eq!(Backoff::default().outage_bound(1), Duration::ZERO);
         let huge = Backoff {
             base: Duration::from_secs(u64::MAX / 4),
             max: Duration::from_secs(u64::MAX / 2),

@@ -309,9 +309,12 @@ impl TransferMessage {
         Ok(msg)
     }
 
-    /// FIFO group: submission order per paying account decides who gets the funds.
-    pub fn group_id(&self) -> &str {
-        self.transfer.source_account_id.as_str()
+    /// FIFO group: submission order per paying account decides who gets the funds. The group is
+    /// the (client, source account) pair, hashed: a client naming someone else's account as its
+    /// source (always rejected, `account_not_found`) lands in a group of its own, and cannot queue
+    /// its requests ahead of the owner's transfers in the owner's group.
+    pub fn group_id(&self) -> String {
+        group_id(&self.client_id, self.transfer.source_account_id.as_str())
     }
 
     pub fn deduplication_id(&self) -> String {
@@ -332,6 +335,16 @@ pub fn transaction_id(client_id: &str, key: &str) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// `MessageGroupId` of a client's transfers out of `source_account_id` (hex, 32 characters).
+pub fn group_id(client_id: &str, source_account_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"group\0");
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(source_account_id.as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 /// `MessageDeduplicationId`: hash of client id and key (so one client's key cannot collide with
@@ -504,5 +517,9 @@ mod tests {
         assert_eq!(again.transaction_id.get_version_num(), 8);
         assert_ne!(transaction_id("demo", "k1"), transaction_id("other", "k1"));
         assert_ne!(transaction_id("a", "bc"), transaction_id("ab", "c"));
+        // One group per (client, source): another client naming this source is elsewhere.
+        assert_eq!(msg.group_id(), group_id("demo", "a"));
+        assert_ne!(group_id("demo", "a"), group_id("mallory", "a"));
+        assert_eq!(msg.group_id().len(), 32);
     }
 }

@@ -129,6 +129,10 @@ async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactl
     // It did reach the queue: the client was right not to believe "nothing happened".
     let stats = s.env.clients.queue.stats().await.unwrap();
     assert_eq!(stats.queue.visible + stats.queue.in_flight, 1);
+    // The status route does not pretend to know either.
+    let unknown = s.status_of("lost-1").await;
+    assert_eq!(unknown["status"], "UNKNOWN", "{unknown}");
+    assert_eq!(unknown["transactionId"], promised);
 
     proxy.set(Fault::None);
     // Correcting the amount under the same key is refused: the first may be on the queue.

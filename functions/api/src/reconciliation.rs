@@ -887,6 +887,11 @@ async fn adjust(
     };
     let accepted = match intake::accept(state, client, &key, transfer).await {
         Ok(Intake::Accepted(a) | Intake::Replayed(a)) => a,
+        Err(e @ IntakeError::OutcomeUnknown { .. }) => {
+            // The transfer may be on the queue: the discrepancy stays ADJUSTING (the processor
+            // settles it when the transfer is decided; resolving again resumes the same key).
+            return Err(intake_problem(e));
+        }
         Err(e) => {
             // Nothing (known to be) queued: the discrepancy goes back where it was, with the reason.
             if let Some(from) = &from
@@ -908,13 +913,22 @@ async fn adjust(
         "messageId": accepted.message_id,
         "pollUrl": status_path(&accepted.idempotency_key),
     });
+    // From here the transfer is queued: a failure must not claim that nothing changed.
+    let after_queued = |e: shared::store::StoreError| {
+        Problem::unavailable_because(
+            "postgres",
+            &e,
+            "the adjusting transfer was queued, but recording it failed; resolve again with the same \
+             request: it resumes the same transfer",
+        )
+    };
     store::record_adjustment_accepted(&state.db, d.id, &key, &queued)
         .await
-        .map_err(db)?;
+        .map_err(after_queued)?;
     // Already decided by the ledger (a retry after a send whose outcome was unknown)? Settle now.
     posting::settle_recorded_adjustment(&state.db, client, key.as_str(), d.id)
         .await
-        .map_err(db)?;
+        .map_err(after_queued)?;
     let (d, events) = load_discrepancy(state, client, &d.id.to_string()).await?;
     Ok(with_history(&d, &events))
 }
@@ -970,17 +984,34 @@ async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
     let group_id = letter
         .group_id
         .clone()
-        .unwrap_or_else(|| message.group_id().to_string());
+        .unwrap_or_else(|| message.group_id());
     let dedup = dead_letter_store::redrive_deduplication_id(&letter.message_id);
     let queued = state
         .queue
         .resend(&letter.body, &group_id, &dedup)
         .await
-        .map_err(|e| Problem::unavailable("sqs", &e))?;
+        .map_err(|e| {
+            let detail = if e.outcome_unknown() {
+                "the queue did not answer: the transfer may have been redriven; resolve again with \
+                 the same request (the same deduplication id, and the ledger posts a key once)"
+            } else {
+                "the queue refused the redrive, so nothing was sent; retry later"
+            };
+            Problem::unavailable_because("sqs", &e, detail)
+        })?;
+    // Sent: a failure from here must not claim that nothing changed.
+    let after_sent = |e: &dyn std::fmt::Display| {
+        Problem::unavailable_because(
+            "postgres",
+            e,
+            "the transfer was redriven, but recording it failed; resolving again with the same \
+             request is safe (the same deduplication id, and the ledger posts a key once)",
+        )
+    };
     dead_letter_store::mark_redriven(&tx, &letter.message_id, &dedup)
         .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+        .map_err(|e| after_sent(&e))?;
+    tx.commit().await.map_err(|e| after_sent(&e))?;
     Ok(json!({"action": "redrive", "messageId": message_id, "queuedMessageId": queued}))
 }
 
@@ -996,6 +1027,17 @@ pub async fn resolve(
             "invalid_field",
             "action",
             "an action resolves: send status RESOLVED with it",
+        ));
+    }
+    if let Some(other) = body
+        .action
+        .as_deref()
+        .filter(|a| !["adjust", "redrive"].contains(a))
+    {
+        return Err(Problem::unprocessable(
+            "invalid_field",
+            "action",
+            format!("unknown action {other:?}: use adjust or redrive"),
         ));
     }
     if body.suspense_account_id.is_some() && body.action.as_deref() != Some("adjust") {

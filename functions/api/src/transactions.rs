@@ -260,6 +260,15 @@ pub async fn status(
     if let Some(a) = &accepted {
         body["transactionId"] = json!(a.transaction_id);
         body["acceptedAt"] = json!(a.accepted_at);
+        if a.outcome_unknown && cached.is_none() {
+            // The last send timed out: it may or may not be on the queue.
+            body["status"] = json!("UNKNOWN");
+            body["detail"] = json!(
+                "the queue did not answer when this transfer was sent, so it may or may not be \
+                 queued; send the same request again (same key and body) to settle it: it then \
+                 posts exactly once, under this transactionId"
+            );
+        }
     }
     if let Some(a) = cached {
         body["transactionId"] = json!(a.transaction_id);

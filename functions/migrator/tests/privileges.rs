@@ -313,6 +313,7 @@ async fn grants_are_exactly_what_the_functions_run() {
             "account_balances UPDATE balance,updated_at,version",
             "dead_letters UPDATE posted_at,redrive_deduplication_id,redriven_at,status",
             "discrepancies UPDATE cleared_by_run,detail,last_seen_run,resolution,status,updated_at",
+            "intake_requests UPDATE outcome_unknown",
             "reconciliation_requests UPDATE attempts,error,finished_at,started_at,status",
             "statements UPDATE lines_duplicate,lines_imported",
         ]

@@ -226,9 +226,11 @@ pub fn load_range(
     w_end: NaiveDate,
     settings: &ReconcileConfig,
 ) -> (NaiveDate, NaiveDate) {
+    // Never past the last date anything may be booked on (`validation::MAX_YEAR`).
+    let last = NaiveDate::from_ymd_opt(crate::validation::MAX_YEAR, 12, 31).expect("a date");
     (
         days_before(w_start, settings.date_drift_days),
-        days_after(w_end, settings.date_drift_days),
+        days_after(w_end, settings.date_drift_days).min(last),
     )
 }
 

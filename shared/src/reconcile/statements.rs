@@ -264,10 +264,11 @@ pub fn camt053_account(bytes: &[u8]) -> Option<String> {
         if let Captured::Account(acct) = captured
             && iban.is_none()
         {
+            // Kept only when storable: an IBAN is at most 34 characters, and never holds NUL.
             iban = acct
                 .find_all(&["Id", "IBAN"])
                 .map(|n| n.text().replace(' ', ""))
-                .find(|s| !s.is_empty());
+                .find(|s| !s.is_empty() && s.chars().count() <= 34 && !s.contains('\0'));
         }
     })
     .ok()?;

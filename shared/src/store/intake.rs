@@ -15,6 +15,8 @@ pub struct PriorRequest {
     pub accepted_at: DateTime<Utc>,
     /// Whether the processor has recorded it (posted or failed).
     pub recorded: bool,
+    /// Whether the last send's outcome was unknown.
+    pub outcome_unknown: bool,
 }
 
 /// What recording a request found.
@@ -78,6 +80,7 @@ pub async fn record(
             transaction_id: row.get(2),
             accepted_at: row.get(3),
             recorded: row.get(4),
+            outcome_unknown: false,
         }),
         None => Recorded::Concurrent,
     })
@@ -100,6 +103,24 @@ pub async fn forget(
     Ok(())
 }
 
+/// Records whether the last send of a client's request had an unknown outcome (only called on the
+/// rare paths: a send that timed out, and the retry that settles it).
+pub async fn set_outcome_unknown(
+    pool: &PgPool,
+    client_id: &str,
+    key: &str,
+    unknown: bool,
+) -> Result<(), StoreError> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE intake_requests SET outcome_unknown = $3
+         WHERE client_id = $1 AND idempotency_key = $2 AND outcome_unknown <> $3",
+        &[&client_id, &key, &unknown],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The accepted request under a client's key, if intake recorded one.
 pub async fn find(
     pool: &PgPool,
@@ -109,7 +130,7 @@ pub async fn find(
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT request_hash, transaction_id, accepted_at FROM intake_requests
+            "SELECT request_hash, transaction_id, accepted_at, outcome_unknown FROM intake_requests
              WHERE client_id = $1 AND idempotency_key = $2",
             &[&client_id, &key],
         )
@@ -119,5 +140,6 @@ pub async fn find(
         transaction_id: r.get(1),
         accepted_at: r.get(2),
         recorded: false,
+        outcome_unknown: r.get(3),
     }))
 }

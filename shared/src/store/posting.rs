@@ -290,7 +290,13 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
     let mut conn = pool.get().await?;
     let conn = conn.transaction().await?;
     let t = &m.transfer;
-    let code = FailureCode::RefusedByDatabase;
+    // A same-account message is FAILED `same_account` whatever else is wrong with it (the
+    // ledger's CHECK allows source = destination only for that code).
+    let code = if t.source_account_id == t.destination_account_id {
+        FailureCode::SameAccount
+    } else {
+        FailureCode::RefusedByDatabase
+    };
     let inserted = conn
         .execute(
             RECORD_REFUSED,

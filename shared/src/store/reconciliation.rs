@@ -163,23 +163,20 @@ pub async fn load_ledger_items(
     to: NaiveDate,
 ) -> Result<Vec<LedgerItem>, StoreError> {
     let conn = pool.get().await?;
-    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let end = to
-        .succ_opt()
-        .unwrap_or(to)
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc();
+    // The day after `to` is computed by PostgreSQL: for 9999-12-31 it is a year chrono would
+    // write as `+10000`, which PostgreSQL does not read.
     let sql = format!(
         "COPY (SELECT e.transaction_id, e.amount, e.currency::text,
                       (e.posted_at AT TIME ZONE 'UTC')::date, t.reference
                FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
-               WHERE e.account_id = {} AND e.posted_at >= {} AND e.posted_at < {}
+               WHERE e.account_id = {}
+                 AND e.posted_at >= ({}::date)::timestamp AT TIME ZONE 'UTC'
+                 AND e.posted_at < ({}::date + 1)::timestamp AT TIME ZONE 'UTC'
                  AND t.adjusts_discrepancy_id IS NULL)
          TO STDOUT (FORMAT binary)",
         literal(account_id),
-        literal(&start.to_rfc3339()),
-        literal(&end.to_rfc3339())
+        literal(&from.format("%Y-%m-%d").to_string()),
+        literal(&to.format("%Y-%m-%d").to_string())
     );
     copy_out_rows(
         &conn,
