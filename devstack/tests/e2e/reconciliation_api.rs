@@ -759,3 +759,43 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
     );
     s.env.assert_invariants().await;
 }
+
+#[tokio::test]
+async fn an_adjustment_meets_the_transfer_rules_like_any_transfer() {
+    let s = Stack::start().await;
+    open(&s, &["bank", "suspense-demo"]).await;
+    let today = day(0);
+    // A bank line larger than MAX_TRANSFER_AMOUNT (10^9): a valid statement amount (up to 10^15),
+    // but no single transfer may carry it, so no adjustment may either.
+    let imported = post_json(
+        &s,
+        "/api/v1/statements",
+        json!({"accountId": "bank", "lines": [
+            {"id": "huge", "bookedDate": today, "amount": "5000000000.00", "currency": "USD"}
+        ]}),
+    )
+    .await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
+    let run = post_json(
+        &s,
+        "/api/v1/accounts/bank/reconcile",
+        json!({"startDate": today, "endDate": today}),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
+    let listed = get(&s, "/api/v1/discrepancies?kind=MISSING_IN_LEDGER").await;
+    let id = listed.body["discrepancies"][0]["id"].as_str().unwrap().to_string();
+    let adjusted = post_json(
+        &s,
+        &format!("/api/v1/discrepancies/{id}/resolve"),
+        json!({"status": "RESOLVED", "action": "adjust"}),
+    )
+    .await;
+    problem(&adjusted, StatusCode::UNPROCESSABLE_ENTITY, "not_adjustable");
+    assert_eq!(adjusted.body["reason"], "amount_too_large", "{}", adjusted.text);
+    // Nothing was queued, and the discrepancy is where it was.
+    let stats = s.env.clients.queue.stats().await.unwrap();
+    assert_eq!(stats.queue.visible + stats.queue.in_flight, 0);
+    let after = get(&s, &format!("/api/v1/discrepancies/{id}")).await;
+    assert_eq!(after.body["status"], "OPEN", "{}", after.text);
+}
