@@ -784,15 +784,26 @@ async fn an_adjustment_meets_the_transfer_rules_like_any_transfer() {
     .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
     let listed = get(&s, "/api/v1/discrepancies?kind=MISSING_IN_LEDGER").await;
-    let id = listed.body["discrepancies"][0]["id"].as_str().unwrap().to_string();
+    let id = listed.body["discrepancies"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let adjusted = post_json(
         &s,
         &format!("/api/v1/discrepancies/{id}/resolve"),
         json!({"status": "RESOLVED", "action": "adjust"}),
     )
     .await;
-    problem(&adjusted, StatusCode::UNPROCESSABLE_ENTITY, "not_adjustable");
-    assert_eq!(adjusted.body["reason"], "amount_too_large", "{}", adjusted.text);
+    problem(
+        &adjusted,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_adjustable",
+    );
+    assert_eq!(
+        adjusted.body["reason"], "amount_too_large",
+        "{}",
+        adjusted.text
+    );
     // Nothing was queued, and the discrepancy is where it was.
     let stats = s.env.clients.queue.stats().await.unwrap();
     assert_eq!(stats.queue.visible + stats.queue.in_flight, 0);
