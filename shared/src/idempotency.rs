@@ -4,29 +4,20 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+// The domain values this adapter stores (they live with the transfers); re-exported for callers.
 use crate::transfers::deduplication_id;
+pub use crate::transfers::{Accepted, CachedStatus};
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
 pub struct CacheError(#[from] redis::RedisError);
-
-/// The 202 a client got when its transfer was accepted; replayed verbatim for the same request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Accepted {
-    pub idempotency_key: String,
-    pub transaction_id: Uuid,
-    pub message_id: String,
-    pub accepted_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -74,15 +65,6 @@ pub struct ReservationToken {
     key: String,
     value: String,
     request_hash: String,
-}
-
-/// The cached final status of a transfer, written after the processor commits.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CachedStatus {
-    pub status: String,
-    pub transaction_id: Uuid,
-    pub failure_code: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

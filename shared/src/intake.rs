@@ -16,11 +16,11 @@
 use chrono::Utc;
 
 use crate::clients::Clients;
-use crate::idempotency::{Accepted, CacheError, Reservation, ReservationToken};
+use crate::idempotency::{CacheError, Reservation, ReservationToken};
 use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::store::intake::{self as intake_store, Recorded};
-use crate::transfers::{IdempotencyKey, Transfer, TransferMessage};
+use crate::transfers::{Accepted, IdempotencyKey, Transfer, TransferMessage};
 
 #[derive(Debug)]
 pub enum Intake {

@@ -255,6 +255,26 @@ pub fn adjustment_of(key: &str) -> Option<(Uuid, u32)> {
     (parsed.1 >= 1 && adjustment_key(parsed.0, parsed.1).as_str() == key).then_some(parsed)
 }
 
+/// The 202 a client got when its transfer was accepted; replayed verbatim for the same request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub idempotency_key: String,
+    pub transaction_id: Uuid,
+    pub message_id: String,
+    pub accepted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The cached final status of a transfer, written after the processor commits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedStatus {
+    pub status: String,
+    pub transaction_id: Uuid,
+    pub failure_code: Option<String>,
+}
+
 /// Version 1 of the queue contract between the API and the processor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
