@@ -38,6 +38,7 @@ use uuid::Uuid;
 use self::passes::Run;
 use crate::money::AmountOverflow;
 
+pub(crate) use self::summary::tally_by_kind;
 pub use self::summary::{CurrencyTotal, KindSummary, Summary, summarize};
 
 /// One ledger posting on the reconciled account (a ledger entry joined with its transaction). The

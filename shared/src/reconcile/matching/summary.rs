@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::{DiscrepancyKind, MatchOutcome};
+use super::{Discrepancy, DiscrepancyKind, MatchOutcome};
 use crate::money::{self, AmountOverflow};
 
 /// Counts and money of one matching outcome, for run reports and metrics.
@@ -38,36 +38,23 @@ pub struct CurrencyTotal {
 }
 
 pub fn summarize(outcome: &MatchOutcome) -> Result<Summary, AmountOverflow> {
-    let by_kind = DiscrepancyKind::ALL
+    let by_kind = tally_by_kind(&outcome.discrepancies)?
         .into_iter()
-        .map(|kind| -> Result<KindSummary, AmountOverflow> {
-            let mut totals: Vec<CurrencyTotal> = Vec::new();
-            let mut count = 0;
-            for discrepancy in outcome.discrepancies.iter().filter(|d| d.kind == kind) {
-                count += 1;
-                let amount = discrepancy.amount_at_stake()?;
-                let total = match totals
-                    .binary_search_by(|t| t.currency.as_str().cmp(&discrepancy.currency))
-                {
-                    Ok(at) => &mut totals[at],
-                    Err(at) => {
-                        totals.insert(
-                            at,
-                            CurrencyTotal {
-                                currency: discrepancy.currency.clone(),
-                                net: Decimal::ZERO,
-                                gross: Decimal::ZERO,
-                            },
-                        );
-                        &mut totals[at]
-                    }
-                };
-                total.net = money::checked_add(total.net, amount, "net total")?;
-                total.gross = money::checked_add(total.gross, amount.abs(), "gross total")?;
-            }
+        .map(|tally| -> Result<KindSummary, AmountOverflow> {
+            let totals = tally
+                .totals
+                .into_iter()
+                .map(|t| -> Result<CurrencyTotal, AmountOverflow> {
+                    Ok(CurrencyTotal {
+                        currency: t.currency,
+                        net: t.net,
+                        gross: t.gross?,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             Ok(KindSummary {
-                kind,
-                count,
+                kind: tally.kind,
+                count: tally.count,
                 totals,
             })
         })
@@ -83,4 +70,67 @@ pub fn summarize(outcome: &MatchOutcome) -> Result<Summary, AmountOverflow> {
         discrepancies: outcome.discrepancies.len(),
         by_kind,
     })
+}
+
+/// Count and money at stake of one kind, per currency (by code).
+pub(crate) struct KindTally {
+    pub(crate) kind: DiscrepancyKind,
+    pub(crate) count: usize,
+    pub(crate) totals: Vec<CurrencyTally>,
+}
+
+pub(crate) struct CurrencyTally {
+    pub(crate) currency: String,
+    pub(crate) net: Decimal,
+    /// Kept apart from the net total's error: a gross sum that does not fit refuses a
+    /// [`summarize`], never a run report, which shows net totals only.
+    pub(crate) gross: Result<Decimal, AmountOverflow>,
+}
+
+/// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, in one pass in
+/// the given order: the one rule behind [`summarize`] and the run report's per-kind totals
+/// (`reconcile::run`). Every kind, in `DiscrepancyKind::ALL` order, with a zero count when absent.
+/// Sums are exact: a net total that does not fit is an `AmountOverflow` naming the kind, never a
+/// wrapped or saturated sum.
+pub(crate) fn tally_by_kind<'a>(
+    discrepancies: impl IntoIterator<Item = &'a Discrepancy>,
+) -> Result<Vec<KindTally>, AmountOverflow> {
+    let mut by_kind: Vec<KindTally> = DiscrepancyKind::ALL
+        .into_iter()
+        .map(|kind| KindTally {
+            kind,
+            count: 0,
+            totals: Vec::new(),
+        })
+        .collect();
+    for discrepancy in discrepancies {
+        let tally = by_kind
+            .iter_mut()
+            .find(|t| t.kind == discrepancy.kind)
+            .expect("DiscrepancyKind::ALL holds every kind");
+        tally.count += 1;
+        let amount = discrepancy.amount_at_stake()?;
+        let total = match tally
+            .totals
+            .binary_search_by(|t| t.currency.as_str().cmp(&discrepancy.currency))
+        {
+            Ok(at) => &mut tally.totals[at],
+            Err(at) => {
+                tally.totals.insert(
+                    at,
+                    CurrencyTally {
+                        currency: discrepancy.currency.clone(),
+                        net: Decimal::ZERO,
+                        gross: Ok(Decimal::ZERO),
+                    },
+                );
+                &mut tally.totals[at]
+            }
+        };
+        total.net = money::checked_add(total.net, amount, discrepancy.kind.as_str())?;
+        if let Ok(gross) = total.gross {
+            total.gross = money::checked_add(gross, amount.abs(), "gross total");
+        }
+    }
+    Ok(by_kind)
 }
