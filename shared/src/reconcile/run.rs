@@ -758,4 +758,17 @@ mod tests {
         };
         assert!(kind_totals([mismatch].iter()).is_err());
     }
+
+    #[test]
+    fn a_gross_sum_that_cannot_fit_refuses_summarize_but_not_the_report() {
+        let both = [missing(Decimal::MAX), missing(-Decimal::MAX)];
+        let report = kind_totals(both.iter()).unwrap();
+        assert_eq!(report["MISSING_IN_LEDGER"]["totals"]["USD"], "0.00");
+        let outcome = MatchOutcome {
+            discrepancies: both.to_vec(),
+            ..MatchOutcome::default()
+        };
+        let err = matching::summarize(&outcome).unwrap_err();
+        assert!(err.to_string().contains("gross total"), "{err}");
+    }
 }
