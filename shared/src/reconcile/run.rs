@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::{Days, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::matching::{self, Discrepancy, DiscrepancyKind, MatchConfig, MatchOutcome};
 use super::workflow::INTERNAL_KINDS;
 use crate::config::ReconcileConfig;
-use crate::money::{AmountOverflow, checked_add, format_amount};
+use crate::money::{AmountOverflow, format_amount};
 use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::invariants::{self, InvariantReport};
 use crate::store::reconcile_requests as requests;
@@ -182,31 +181,34 @@ pub enum RunError {
     Overflow(#[from] AmountOverflow),
 }
 
-/// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, for reports.
+/// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, for reports:
+/// the kinds present, by name, with net totals at their currency's scale. The rule is
+/// `matching::tally_by_kind`, the one `summarize` uses.
 fn kind_totals<'a>(
     discrepancies: impl Iterator<Item = &'a Discrepancy>,
 ) -> Result<Value, AmountOverflow> {
-    type Totals = BTreeMap<String, Decimal>;
-    let mut by_kind: BTreeMap<&'static str, (usize, Totals)> = BTreeMap::new();
-    for d in discrepancies {
-        let entry = by_kind.entry(d.kind.as_str()).or_default();
-        entry.0 += 1;
-        let total = entry.1.entry(d.currency.clone()).or_default();
-        *total = checked_add(*total, d.amount_at_stake()?, d.kind.as_str())?;
-    }
+    let by_kind: BTreeMap<&'static str, Value> = matching::tally_by_kind(discrepancies)?
+        .into_iter()
+        .filter(|tally| tally.count > 0)
+        .map(|tally| {
+            let totals: serde_json::Map<String, Value> = tally
+                .totals
+                .into_iter()
+                .map(|t| {
+                    let formatted = format_amount(t.net, &t.currency);
+                    (t.currency, json!(formatted))
+                })
+                .collect();
+            (
+                tally.kind.as_str(),
+                json!({"count": tally.count, "totals": totals}),
+            )
+        })
+        .collect();
     Ok(Value::Object(
         by_kind
             .into_iter()
-            .map(|(kind, (count, totals))| {
-                let totals: serde_json::Map<String, Value> = totals
-                    .into_iter()
-                    .map(|(c, t)| {
-                        let formatted = format_amount(t, &c);
-                        (c, json!(formatted))
-                    })
-                    .collect();
-                (kind.to_string(), json!({"count": count, "totals": totals}))
-            })
+            .map(|(kind, value)| (kind.to_string(), value))
             .collect(),
     ))
 }
@@ -723,6 +725,8 @@ fn dead_letter_finding(letter: &DeadLetter) -> Finding {
 
 #[cfg(test)]
 mod tests {
+    use rust_decimal::Decimal;
+
     use super::*;
 
     fn missing(amount: Decimal) -> Discrepancy {
@@ -753,5 +757,18 @@ mod tests {
             ..missing(Decimal::ONE)
         };
         assert!(kind_totals([mismatch].iter()).is_err());
+    }
+
+    #[test]
+    fn a_gross_sum_that_cannot_fit_refuses_summarize_but_not_the_report() {
+        let both = [missing(Decimal::MAX), missing(-Decimal::MAX)];
+        let report = kind_totals(both.iter()).unwrap();
+        assert_eq!(report["MISSING_IN_LEDGER"]["totals"]["USD"], "0.00");
+        let outcome = MatchOutcome {
+            discrepancies: both.to_vec(),
+            ..MatchOutcome::default()
+        };
+        let err = matching::summarize(&outcome).unwrap_err();
+        assert!(err.to_string().contains("gross total"), "{err}");
     }
 }
