@@ -1,5 +1,8 @@
 //! Posting rules: given the locked state of the accounts a batch touches, decide each transfer in
-//! message order. Pure; the store applies the decisions in one database transaction.
+//! message order ([`decide`], the leaf) and plan the whole batch ([`plan_batch`]: rows to write and
+//! one outcome per message). Pure; the store writes the plan in one database transaction.
+
+mod batch;
 
 use std::collections::HashMap;
 
@@ -7,6 +10,11 @@ use rust_decimal::Decimal;
 
 use crate::accounts::OverdraftLimit;
 use crate::transfers::TransferMessage;
+
+pub use batch::{
+    BalanceUpdate, BatchPlan, EntryRow, Outcome, Recorded, RecordedKeys, Settlement,
+    TransactionRow, plan_batch,
+};
 
 /// Why a transfer was rejected. Recorded as FAILED with this code; never retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +39,50 @@ impl FailureCode {
             Self::BalanceOverflow => "balance_overflow",
             Self::RefusedByDatabase => "refused_by_database",
         }
+    }
+}
+
+/// A recorded transfer's status: posted (two entries written) or rejected by a posting rule. The
+/// SQL column, the status route and the cache spell it `COMPLETED` / `FAILED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransferStatus {
+    Completed,
+    Failed,
+}
+
+impl TransferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "COMPLETED" => Some(Self::Completed),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TransferStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status compares with its spelling, so `record.status == "COMPLETED"` reads as the JSON does.
+impl PartialEq<&str> for TransferStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for TransferStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::clients::Clients;
 use shared::idempotency::CachedStatus;
+use shared::ledger::Outcome;
 use shared::metrics::Metrics;
-use shared::store::posting::{self, Outcome};
+use shared::store::posting;
 use shared::transfers::TransferMessage;
 
 /// Handles one batch as Lambda's SQS event source mapping delivers it.

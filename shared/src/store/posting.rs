@@ -11,51 +11,8 @@ use uuid::Uuid;
 
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
-use crate::ledger::{self, Decision, FailureCode, LockedAccount};
+use crate::ledger::{self, BatchPlan, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys};
 use crate::transfers::TransferMessage;
-
-/// What happened to one message of a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Posted now: two entries written.
-    Posted { transaction_id: Uuid },
-    /// Rejected by a posting rule now: recorded as FAILED with the code.
-    Rejected {
-        transaction_id: Uuid,
-        code: FailureCode,
-    },
-    /// The client's key was already recorded (a redelivery, or a retry after Redis lost the key):
-    /// nothing written. `request_matches` is false when the earlier request had another body.
-    AlreadyRecorded {
-        transaction_id: Uuid,
-        status: String,
-        failure_code: Option<String>,
-        request_matches: bool,
-    },
-}
-
-impl Outcome {
-    pub fn transaction_id(&self) -> Uuid {
-        match self {
-            Self::Posted { transaction_id }
-            | Self::Rejected { transaction_id, .. }
-            | Self::AlreadyRecorded { transaction_id, .. } => *transaction_id,
-        }
-    }
-
-    /// The status the transfer has in the ledger after this batch.
-    pub fn status(&self) -> (&str, Option<&str>) {
-        match self {
-            Self::Posted { .. } => ("COMPLETED", None),
-            Self::Rejected { code, .. } => ("FAILED", Some(code.as_str())),
-            Self::AlreadyRecorded {
-                status,
-                failure_code,
-                ..
-            } => (status.as_str(), failure_code.as_deref()),
-        }
-    }
-}
 
 const LOCK_ACCOUNTS: &str =
     "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance
@@ -171,96 +128,92 @@ const SETTLE_RECORDED_ADJUSTMENT: &str = settle_adjustments_sql!(
      WHERE client_id = $2 AND idempotency_key = $3 AND adjusts_discrepancy_id = $4"
 );
 
-/// A transfer already in the ledger under a client's key.
-struct Recorded {
-    transaction_id: Uuid,
-    status: String,
-    failure_code: Option<String>,
-    request_hash: String,
-}
-
+/// The plan's transaction and entry rows as the columns `WRITE_BATCH` unnests.
 #[derive(Default)]
-struct Rows {
+struct Rows<'a> {
     tx_id: Vec<Uuid>,
-    client: Vec<String>,
-    key: Vec<String>,
-    hash: Vec<String>,
-    src: Vec<String>,
-    dst: Vec<String>,
+    client: Vec<&'a str>,
+    key: Vec<&'a str>,
+    hash: Vec<&'a str>,
+    src: Vec<&'a str>,
+    dst: Vec<&'a str>,
     amount: Vec<Decimal>,
-    currency: Vec<String>,
-    reference: Vec<Option<String>>,
-    description: Vec<Option<String>>,
-    metadata: Vec<Value>,
+    currency: Vec<&'a str>,
+    reference: Vec<Option<&'a str>>,
+    description: Vec<Option<&'a str>>,
+    metadata: Vec<&'a Value>,
     status: Vec<&'static str>,
     failure: Vec<Option<&'static str>>,
     accepted: Vec<chrono::DateTime<chrono::Utc>>,
     adjusts: Vec<Option<Uuid>>,
     e_tx: Vec<Uuid>,
-    e_account: Vec<String>,
+    e_account: Vec<&'a str>,
     e_amount: Vec<Decimal>,
-    e_currency: Vec<String>,
+    e_currency: Vec<&'a str>,
     e_balance: Vec<Decimal>,
+    b_account: Vec<&'a str>,
+    b_balance: Vec<Decimal>,
+    b_count: Vec<i64>,
 }
 
-impl Rows {
-    fn push_transaction(
-        &mut self,
-        m: &TransferMessage,
-        status: &'static str,
-        failure: Option<&'static str>,
-    ) {
-        let t = &m.transfer;
-        self.tx_id.push(m.transaction_id);
-        self.client.push(m.client_id.clone());
-        self.key.push(m.idempotency_key.clone());
-        self.hash.push(m.request_hash.clone());
-        self.src.push(t.source_account_id.to_string());
-        self.dst.push(t.destination_account_id.to_string());
-        self.amount.push(t.amount);
-        self.currency.push(t.currency.code().to_string());
-        self.reference.push(t.reference.clone());
-        self.description.push(t.description.clone());
-        self.metadata.push(t.metadata.clone());
-        self.status.push(status);
-        self.failure.push(failure);
-        self.accepted.push(m.accepted_at);
-        self.adjusts.push(t.adjusts());
-    }
-
-    fn push_entry(
-        &mut self,
-        tx: Uuid,
-        account: &str,
-        amount: Decimal,
-        currency: &str,
-        after: Decimal,
-    ) {
-        self.e_tx.push(tx);
-        self.e_account.push(account.to_string());
-        self.e_amount.push(amount);
-        self.e_currency.push(currency.to_string());
-        self.e_balance.push(after);
+impl<'a> Rows<'a> {
+    fn of(plan: &'a BatchPlan<'a>) -> Self {
+        let mut rows = Rows::default();
+        for row in &plan.transactions {
+            let (m, t) = (row.message, &row.message.transfer);
+            rows.tx_id.push(m.transaction_id);
+            rows.client.push(&m.client_id);
+            rows.key.push(&m.idempotency_key);
+            rows.hash.push(&m.request_hash);
+            rows.src.push(t.source_account_id.as_str());
+            rows.dst.push(t.destination_account_id.as_str());
+            rows.amount.push(t.amount);
+            rows.currency.push(t.currency.code());
+            rows.reference.push(t.reference.as_deref());
+            rows.description.push(t.description.as_deref());
+            rows.metadata.push(&t.metadata);
+            rows.status.push(row.status.as_str());
+            rows.failure.push(row.failure_code.map(FailureCode::as_str));
+            rows.accepted.push(m.accepted_at);
+            rows.adjusts.push(t.adjusts());
+        }
+        for e in &plan.entries {
+            rows.e_tx.push(e.transaction_id);
+            rows.e_account.push(&e.account_id);
+            rows.e_amount.push(e.amount);
+            rows.e_currency.push(&e.currency);
+            rows.e_balance.push(e.balance_after);
+        }
+        for b in &plan.balances {
+            rows.b_account.push(&b.account_id);
+            rows.b_balance.push(b.balance);
+            rows.b_count.push(b.entries);
+        }
+        rows
     }
 }
 
-/// The adjusting transfers a batch decides now, for `SETTLE_ADJUSTMENTS`.
+/// The plan's settlements as the columns `SETTLE_ADJUSTMENTS` unnests.
 #[derive(Default)]
-struct Settlements {
+struct Settlements<'a> {
     discrepancy: Vec<Uuid>,
-    client: Vec<String>,
-    key: Vec<String>,
+    client: Vec<&'a str>,
+    key: Vec<&'a str>,
     tx_id: Vec<Uuid>,
-    failure: Vec<Option<String>>,
+    failure: Vec<Option<&'static str>>,
 }
 
-impl Settlements {
-    fn push(&mut self, m: &TransferMessage, discrepancy: Uuid, failure: Option<&str>) {
-        self.discrepancy.push(discrepancy);
-        self.client.push(m.client_id.clone());
-        self.key.push(m.idempotency_key.clone());
-        self.tx_id.push(m.transaction_id);
-        self.failure.push(failure.map(str::to_string));
+impl<'a> Settlements<'a> {
+    fn of(plan: &'a BatchPlan<'a>) -> Self {
+        let mut s = Settlements::default();
+        for x in &plan.settlements {
+            s.discrepancy.push(x.discrepancy_id);
+            s.client.push(&x.message.client_id);
+            s.key.push(&x.message.idempotency_key);
+            s.tx_id.push(x.message.transaction_id);
+            s.failure.push(x.failure_code.map(FailureCode::as_str));
+        }
+        s
     }
 }
 
@@ -339,7 +292,7 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
     conn.commit().await?;
     Ok(Outcome::AlreadyRecorded {
         transaction_id: row.get(0),
-        status: row.get(1),
+        status: row.try_get(1)?,
         failure_code: row.get(2),
         request_matches: row.get::<_, String>(3) == m.request_hash,
     })
@@ -374,7 +327,24 @@ async fn post_in_transaction(
         conn.prepare_cached(FIND_RECORDED),
         conn.prepare_cached(WRITE_BATCH)
     )?;
+    let (accounts, recorded) =
+        lock_and_find_recorded(conn, &lock_stmt, &find_stmt, messages).await?;
+    let plan = ledger::plan_batch(messages, accounts, recorded);
+    if !plan.transactions.is_empty() {
+        write_plan(conn, &write_stmt, &plan).await?;
+    }
+    conn.batch_execute("COMMIT").await?;
+    Ok(plan.outcomes)
+}
 
+/// Begins the transaction, locks every account the batch names and reads the keys already
+/// recorded, as domain values.
+async fn lock_and_find_recorded(
+    conn: &deadpool_postgres::Object,
+    lock_stmt: &tokio_postgres::Statement,
+    find_stmt: &tokio_postgres::Statement,
+    messages: &[TransferMessage],
+) -> Result<(HashMap<String, LockedAccount>, RecordedKeys), StoreError> {
     let mut ids: Vec<&str> = messages
         .iter()
         .flat_map(|m| {
@@ -399,170 +369,98 @@ async fn post_in_transaction(
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
     let (_, locked, recorded) = tokio::try_join!(
         conn.batch_execute("BEGIN"),
-        conn.query(&lock_stmt, &lock_params),
-        conn.query(&find_stmt, &find_params)
+        conn.query(lock_stmt, &lock_params),
+        conn.query(find_stmt, &find_params)
     )?;
 
-    let mut accounts: HashMap<String, LockedAccount> = locked
+    let accounts = locked
         .iter()
         .map(|r| {
-            (
-                r.get::<_, String>(0),
-                LockedAccount {
-                    owner_client_id: r.get(1),
-                    currency: r.get(2),
-                    overdraft_limit: OverdraftLimit::from_column(r.get(3)),
-                    balance: r.get(4),
-                },
-            )
+            let account = LockedAccount {
+                owner_client_id: r.get(1),
+                currency: r.get(2),
+                overdraft_limit: OverdraftLimit::from_column(r.get(3)),
+                balance: r.get(4),
+            };
+            (r.get::<_, String>(0), account)
         })
         .collect();
-    let mut known: HashMap<(String, String), Recorded> = recorded
+    let recorded = recorded
         .iter()
         .map(|r| {
             let recorded = Recorded {
                 transaction_id: r.get(2),
-                status: r.get(3),
+                status: r.try_get(3)?,
                 failure_code: r.get(4),
                 request_hash: r.get(5),
             };
-            ((r.get(0), r.get(1)), recorded)
+            Ok(((r.get(0), r.get(1)), recorded))
         })
-        .collect();
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok((accounts, recorded))
+}
 
-    let mut rows = Rows::default();
-    let mut settle = Settlements::default();
-    let mut outcomes = Vec::with_capacity(messages.len());
-    let mut touched: HashMap<String, i64> = HashMap::new();
-    for m in messages {
-        let k = (m.client_id.clone(), m.idempotency_key.clone());
-        if let Some(r) = known.get(&k) {
-            outcomes.push(Outcome::AlreadyRecorded {
-                transaction_id: r.transaction_id,
-                status: r.status.clone(),
-                failure_code: r.failure_code.clone(),
-                request_matches: r.request_hash == m.request_hash,
-            });
-            continue;
-        }
-        let t = &m.transfer;
-        let outcome = match ledger::decide(m, &mut accounts) {
-            Decision::Post(p) => {
-                let currency = t.currency.code();
-                rows.push_transaction(m, "COMPLETED", None);
-                let (src, dst) = (
-                    t.source_account_id.as_str(),
-                    t.destination_account_id.as_str(),
-                );
-                rows.push_entry(
-                    m.transaction_id,
-                    src,
-                    -t.amount,
-                    currency,
-                    p.source_balance_after,
-                );
-                rows.push_entry(
-                    m.transaction_id,
-                    dst,
-                    t.amount,
-                    currency,
-                    p.destination_balance_after,
-                );
-                *touched.entry(src.to_string()).or_default() += 1;
-                *touched.entry(dst.to_string()).or_default() += 1;
-                Outcome::Posted {
-                    transaction_id: m.transaction_id,
-                }
-            }
-            Decision::Reject(code) => {
-                rows.push_transaction(m, "FAILED", Some(code.as_str()));
-                Outcome::Rejected {
-                    transaction_id: m.transaction_id,
-                    code,
-                }
-            }
-        };
-        let (status, failure) = outcome.status();
-        if let Some(discrepancy) = t.adjusts() {
-            settle.push(m, discrepancy, failure);
-        }
-        known.insert(
-            k,
-            Recorded {
-                transaction_id: m.transaction_id,
-                status: status.to_string(),
-                failure_code: failure.map(str::to_string),
-                request_hash: m.request_hash.clone(),
-            },
-        );
-        outcomes.push(outcome);
-    }
-
-    if !rows.tx_id.is_empty() {
-        let mut b_ids = Vec::with_capacity(touched.len());
-        let mut b_balances = Vec::with_capacity(touched.len());
-        let mut b_counts = Vec::with_capacity(touched.len());
-        for (id, n) in &touched {
-            let balance = accounts[id].balance;
-            b_ids.push(id.as_str());
-            b_balances.push(balance);
-            b_counts.push(*n);
-        }
-        let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
-            &rows.tx_id,
-            &rows.client,
-            &rows.key,
-            &rows.hash,
-            &rows.src,
-            &rows.dst,
-            &rows.amount,
-            &rows.currency,
-            &rows.reference,
-            &rows.description,
-            &rows.metadata,
-            &rows.status,
-            &rows.failure,
-            &rows.accepted,
-            &rows.e_tx,
-            &rows.e_account,
-            &rows.e_amount,
-            &rows.e_currency,
-            &rows.e_balance,
-            &b_ids,
-            &b_balances,
-            &b_counts,
-            &rows.adjusts,
+/// Writes the plan's rows with one statement, and settles its adjustments pipelined behind it.
+async fn write_plan(
+    conn: &deadpool_postgres::Object,
+    write_stmt: &tokio_postgres::Statement,
+    plan: &BatchPlan<'_>,
+) -> Result<(), StoreError> {
+    let rows = Rows::of(plan);
+    let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
+        &rows.tx_id,
+        &rows.client,
+        &rows.key,
+        &rows.hash,
+        &rows.src,
+        &rows.dst,
+        &rows.amount,
+        &rows.currency,
+        &rows.reference,
+        &rows.description,
+        &rows.metadata,
+        &rows.status,
+        &rows.failure,
+        &rows.accepted,
+        &rows.e_tx,
+        &rows.e_account,
+        &rows.e_amount,
+        &rows.e_currency,
+        &rows.e_balance,
+        &rows.b_account,
+        &rows.b_balance,
+        &rows.b_count,
+        &rows.adjusts,
+    ];
+    let write = conn.query_one(write_stmt, &write_params);
+    let written: i64 = if plan.settlements.is_empty() {
+        write.await?.get(0)
+    } else {
+        // Pipelined behind the write, in the same transaction: no extra round trip.
+        let settle = Settlements::of(plan);
+        let settle_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &true,
+            &settle.discrepancy,
+            &settle.client,
+            &settle.key,
+            &settle.tx_id,
+            &settle.failure,
         ];
-        let write = conn.query_one(&write_stmt, &write_params);
-        let written: i64 = if settle.discrepancy.is_empty() {
-            write.await?.get(0)
-        } else {
-            // Pipelined behind the write, in the same transaction: no extra round trip.
-            let settle_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-                &true,
-                &settle.discrepancy,
-                &settle.client,
-                &settle.key,
-                &settle.tx_id,
-                &settle.failure,
-            ];
-            let settle_adjustments = async {
-                let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
-                conn.execute(&stmt, &settle_params).await
-            };
-            let (row, _) = tokio::try_join!(write, settle_adjustments)?;
-            row.get(0)
+        let settle_adjustments = async {
+            let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
+            conn.execute(&stmt, &settle_params).await
         };
-        if written != rows.tx_id.len() as i64 {
-            // A concurrent delivery recorded one of these keys between our lookup and our write
-            // (possible only for transfers touching no locked account). Roll back; the retry sees it.
-            return Err(StoreError::Conflict(format!(
-                "{} of {} transactions were recorded concurrently",
-                rows.tx_id.len() as i64 - written,
-                rows.tx_id.len()
-            )));
-        }
+        let (row, _) = tokio::try_join!(write, settle_adjustments)?;
+        row.get(0)
+    };
+    if written != rows.tx_id.len() as i64 {
+        // A concurrent delivery recorded one of these keys between our lookup and our write
+        // (possible only for transfers touching no locked account). Roll back; the retry sees it.
+        return Err(StoreError::Conflict(format!(
+            "{} of {} transactions were recorded concurrently",
+            rows.tx_id.len() as i64 - written,
+            rows.tx_id.len()
+        )));
     }
-    conn.batch_execute("COMMIT").await?;
-    Ok(outcomes)
+    Ok(())
 }

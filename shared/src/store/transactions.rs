@@ -6,6 +6,23 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{PgPool, StoreError};
+use crate::ledger::TransferStatus;
+
+/// Reads the `status` column (CHECK: `COMPLETED` or `FAILED`); anything else is an error, not a
+/// guess.
+impl<'a> tokio_postgres::types::FromSql<'a> for TransferStatus {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let s = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+        TransferStatus::parse(s).ok_or_else(|| format!("unknown transfer status {s:?}").into())
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransactionRecord {
@@ -19,7 +36,7 @@ pub struct TransactionRecord {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub metadata: Value,
-    pub status: String,
+    pub status: TransferStatus,
     pub failure_code: Option<String>,
     pub accepted_at: DateTime<Utc>,
     pub posted_at: DateTime<Utc>,
@@ -64,7 +81,7 @@ pub async fn find_by_key(
         reference: r.get("reference"),
         description: r.get("description"),
         metadata: r.get("metadata"),
-        status: r.get("status"),
+        status: r.try_get("status")?,
         failure_code: r.get("failure_code"),
         accepted_at: r.get("accepted_at"),
         posted_at: r.get("posted_at"),

@@ -1,0 +1,204 @@
+use super::*;
+use crate::accounts::OverdraftLimit;
+use crate::transfers::{IdempotencyKey, TransferInput};
+
+fn msg(key: &str, src: &str, dst: &str, amount: &str) -> TransferMessage {
+    let json = format!(
+        r#"{{"source_account_id":"{src}","destination_account_id":"{dst}","amount":"{amount}","currency":"USD"}}"#
+    );
+    let input: TransferInput = serde_json::from_str(&json).unwrap();
+    let t = input.validate(None, Decimal::from(1_000_000)).unwrap();
+    TransferMessage::new("c1", &IdempotencyKey::parse(key, "k").unwrap(), t)
+}
+
+fn accounts() -> HashMap<String, LockedAccount> {
+    let acct = |limit: OverdraftLimit, balance: i64| LockedAccount {
+        owner_client_id: "c1".into(),
+        currency: "USD".into(),
+        overdraft_limit: limit,
+        balance: Decimal::from(balance),
+    };
+    HashMap::from([
+        ("world".into(), acct(OverdraftLimit::Unlimited, 0)),
+        (
+            "alice".into(),
+            acct(OverdraftLimit::Limited(Decimal::ZERO), 100),
+        ),
+        (
+            "bob".into(),
+            acct(OverdraftLimit::Limited(Decimal::ZERO), 0),
+        ),
+    ])
+}
+
+fn recorded(m: &TransferMessage, hash: &str) -> RecordedKeys {
+    HashMap::from([(
+        (m.client_id.clone(), m.idempotency_key.clone()),
+        Recorded {
+            transaction_id: Uuid::nil(),
+            status: TransferStatus::Failed,
+            failure_code: Some("insufficient_funds".into()),
+            request_hash: hash.into(),
+        },
+    )])
+}
+
+fn balance(account: &str, balance: i64, entries: i64) -> BalanceUpdate {
+    BalanceUpdate {
+        account_id: account.into(),
+        balance: Decimal::from(balance),
+        entries,
+    }
+}
+
+#[test]
+fn a_recorded_key_is_replayed_and_writes_nothing() {
+    let m = msg("k1", "alice", "bob", "10");
+    for (hash, matches) in [(m.request_hash.clone(), true), ("other".into(), false)] {
+        let batch = [m.clone()];
+        let plan = plan_batch(&batch, accounts(), recorded(&m, &hash));
+        assert_eq!(
+            plan.outcomes,
+            [Outcome::AlreadyRecorded {
+                transaction_id: Uuid::nil(),
+                status: TransferStatus::Failed,
+                failure_code: Some("insufficient_funds".into()),
+                request_matches: matches,
+            }]
+        );
+        assert_eq!(
+            plan.outcomes[0].status(),
+            ("FAILED", Some("insufficient_funds"))
+        );
+        assert!(plan.transactions.is_empty() && plan.entries.is_empty());
+        assert!(plan.balances.is_empty() && plan.settlements.is_empty());
+    }
+}
+
+#[test]
+fn a_second_copy_in_the_batch_replays_the_first() {
+    let m = msg("k1", "alice", "bob", "10");
+    let mut other_body = msg("k1", "alice", "bob", "20");
+    other_body.transaction_id = m.transaction_id;
+    let batch = [m.clone(), m.clone(), other_body];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    let replay = |request_matches| Outcome::AlreadyRecorded {
+        transaction_id: m.transaction_id,
+        status: TransferStatus::Completed,
+        failure_code: None,
+        request_matches,
+    };
+    assert_eq!(
+        plan.outcomes,
+        [
+            Outcome::Posted {
+                transaction_id: m.transaction_id
+            },
+            replay(true),
+            replay(false),
+        ]
+    );
+    assert_eq!(plan.transactions.len(), 1);
+    assert_eq!(plan.entries.len(), 2);
+    assert_eq!(
+        plan.balances,
+        [balance("alice", 90, 1), balance("bob", 10, 1)]
+    );
+}
+
+#[test]
+fn balances_run_across_messages_and_rejections_leave_them_untouched() {
+    let batch = [
+        msg("k1", "alice", "bob", "60"),
+        msg("k2", "alice", "bob", "40.01"),
+        msg("k3", "bob", "alice", "10"),
+        msg("k4", "world", "alice", "5"),
+    ];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    assert_eq!(
+        plan.outcomes[1],
+        Outcome::Rejected {
+            transaction_id: batch[1].transaction_id,
+            code: FailureCode::InsufficientFunds
+        }
+    );
+    assert_eq!(
+        plan.outcomes[1].status(),
+        ("FAILED", Some("insufficient_funds"))
+    );
+    let statuses: Vec<_> = plan.transactions.iter().map(|t| t.status).collect();
+    use TransferStatus::{Completed, Failed};
+    assert_eq!(statuses, [Completed, Failed, Completed, Completed]);
+    let afters: Vec<(&str, i64)> = plan
+        .entries
+        .iter()
+        .map(|e| (e.account_id.as_str(), e.balance_after.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        afters,
+        [
+            ("alice", 40),
+            ("bob", 60),
+            ("bob", 50),
+            ("alice", 50),
+            ("world", -5),
+            ("alice", 55),
+        ]
+    );
+    assert_eq!(plan.entries[0].amount, Decimal::from(-60));
+    assert_eq!(plan.entries[1].amount, Decimal::from(60));
+    // Touched-account counts: entries per account, sorted by account; the rejection counts none.
+    assert_eq!(
+        plan.balances,
+        [
+            balance("alice", 55, 3),
+            balance("bob", 50, 2),
+            balance("world", -5, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_batch_of_rejections_updates_no_balance() {
+    let batch = [
+        msg("k1", "alice", "nobody", "1"),
+        msg("k2", "bob", "alice", "1"),
+    ];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    let codes: Vec<_> = plan.transactions.iter().map(|t| t.failure_code).collect();
+    assert_eq!(
+        codes,
+        [
+            Some(FailureCode::AccountNotFound),
+            Some(FailureCode::InsufficientFunds)
+        ]
+    );
+    assert!(plan.entries.is_empty() && plan.balances.is_empty());
+}
+
+#[test]
+fn adjusting_transfers_settle_with_their_outcome() {
+    let (d1, d2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let mut posted = msg("k1", "world", "alice", "1");
+    posted.transfer = posted.transfer.adjusting(d1);
+    let mut rejected = msg("k2", "bob", "alice", "1");
+    rejected.transfer = rejected.transfer.adjusting(d2);
+    let batch = [posted, rejected, msg("k3", "world", "bob", "1")];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    let settled: Vec<_> = plan
+        .settlements
+        .iter()
+        .map(|s| (s.discrepancy_id, s.message.transaction_id, s.failure_code))
+        .collect();
+    assert_eq!(
+        settled,
+        [
+            (d1, batch[0].transaction_id, None),
+            (
+                d2,
+                batch[1].transaction_id,
+                Some(FailureCode::InsufficientFunds)
+            ),
+        ]
+    );
+}
