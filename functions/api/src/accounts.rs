@@ -21,7 +21,7 @@ use shared::validation::ValidationError;
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Problem, db};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -116,15 +116,27 @@ pub async fn create(
     })
 }
 
-/// The caller's account `id`, or 404.
-async fn visible_account(state: &AppState, client: &str, id: &str) -> ApiResult<Account> {
-    let not_found = || Problem::not_found("account_not_found", format!("no account {id}"));
-    if AccountId::parse(id, "id").is_err() {
+/// The caller's account `id`, or 404 `account_not_found` (naming `field`, when given, as the
+/// input that named it): another client's account does not exist for this caller.
+pub(crate) async fn visible_account(
+    state: &AppState,
+    client: &str,
+    id: &str,
+    field: Option<&str>,
+) -> ApiResult<Account> {
+    let not_found = || {
+        let problem = Problem::not_found("account_not_found", format!("no account {id}"));
+        match field {
+            Some(field) => problem.field(field),
+            None => problem,
+        }
+    };
+    if AccountId::parse(id, field.unwrap_or("id")).is_err() {
         return Err(not_found());
     }
     store::get(&state.db, client, id)
         .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?
+        .map_err(db)?
         .ok_or_else(not_found)
 }
 
@@ -133,7 +145,7 @@ pub async fn get(
     ClientId(client): ClientId,
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
-    let account = visible_account(&state, &client, &id).await?;
+    let account = visible_account(&state, &client, &id, None).await?;
     Ok(Json(account_json(&account)))
 }
 
@@ -162,7 +174,7 @@ pub async fn balance(
                 })
         })
         .transpose()?;
-    let account = visible_account(&state, &client, &id).await?;
+    let account = visible_account(&state, &client, &id, None).await?;
     let (balance, as_of) = match as_of {
         None => (account.balance, account.balance_updated_at),
         Some(t) => (
@@ -197,7 +209,7 @@ pub async fn ledger(
             cursor = Some(LedgerCursor { posted_at, id });
         }
     }
-    let account = visible_account(&state, &client, &id).await?;
+    let account = visible_account(&state, &client, &id, None).await?;
     let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor)
         .await
         .map_err(|e| Problem::unavailable("postgres", &e))?;

@@ -119,6 +119,16 @@ impl Problem {
     }
 }
 
+/// A PostgreSQL failure: retryable, nothing was changed.
+pub(crate) fn db(e: impl std::fmt::Display) -> Problem {
+    Problem::unavailable("postgres", &e)
+}
+
+/// 400 for a query parameter that is not one this route understands.
+pub(crate) fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).field(name)
+}
+
 impl From<ValidationError> for Problem {
     fn from(e: ValidationError) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.detail).field(e.field)

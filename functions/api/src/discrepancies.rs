@@ -1,28 +1,18 @@
-//! Reconciliation routes: statement import, running a reconciliation, run reports (JSON and CSV),
-//! and the discrepancy workflow (list, read, resolve one, resolve many).
+//! The discrepancy workflow: list, read, resolve one (by hand, with an adjusting transfer, or by
+//! redriving a dead letter) and resolve many.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, Utc};
+use axum::http::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use shared::accounts::AccountId;
 use shared::intake::{self, Intake, IntakeError};
 use shared::money::{Currency, format_amount};
 use shared::reconcile::DiscrepancyKind;
-use shared::reconcile::export;
-use shared::reconcile::import::{self, ImportError};
-use shared::reconcile::run::{self, AccountWindow};
-use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
-use shared::store::accounts as account_store;
 use shared::store::dead_letters::{self as dead_letter_store, RedriveCheck};
 use shared::store::posting;
-use shared::store::reconcile_requests as requests;
 use shared::store::reconciliation::{
     self as store, AdjustmentStart, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
 };
@@ -30,371 +20,10 @@ use shared::transfers::{Transfer, TransferDraft, adjustment_key, adjustment_of};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::extract::Caller;
-use crate::extract::{
-    ClientId, JsonBody, PathParam, RawBody, media_type, page, parse_json, query_params,
-};
-use crate::problem::{ApiResult, Problem};
+use crate::accounts::visible_account;
+use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
+use crate::problem::{ApiResult, Problem, bad_parameter, db};
 use crate::transactions::{intake_problem, status_path};
-
-fn db(e: impl std::fmt::Display) -> Problem {
-    Problem::unavailable("postgres", &e)
-}
-
-fn run_problem(e: run::RunError) -> Problem {
-    match e {
-        run::RunError::Store(e) => db(e),
-        run::RunError::Overflow(e) => Problem::unprocessable(
-            "amount_overflow",
-            "accountId",
-            format!(
-                "the window's totals do not fit in a decimal ({e}); reconcile a smaller window"
-            ),
-        ),
-    }
-}
-
-/// The body for a reconciliation that is queued, running, or failed (202 from the reconcile route,
-/// 200 from `GET /reconciliations/{id}` until the run exists).
-fn queued_json(
-    run_id: Uuid,
-    account_id: &str,
-    start: NaiveDate,
-    end: NaiveDate,
-    status: &str,
-    error: Option<&str>,
-    location: &str,
-) -> Value {
-    json!({
-        "runId": run_id,
-        "accountId": account_id,
-        "status": status,
-        "window": {"startDate": start, "endDate": end},
-        "error": error,
-        "pollUrl": location,
-    })
-}
-
-fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).field(name)
-}
-
-async fn visible_account(
-    state: &AppState,
-    client: &str,
-    id: &str,
-    field: &str,
-) -> ApiResult<account_store::Account> {
-    let not_found =
-        || Problem::not_found("account_not_found", format!("no account {id}")).field(field);
-    if AccountId::parse(id, field).is_err() {
-        return Err(not_found());
-    }
-    account_store::get(&state.db, client, id)
-        .await
-        .map_err(db)?
-        .ok_or_else(not_found)
-}
-
-// ---------------------------------------------------------------------------------------------
-// POST /statements
-
-/// The JSON form of an import: JSON lines inline, or a CSV / camt.053 file as text.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StatementEnvelope {
-    account_id: String,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    lines: Option<Box<RawValue>>,
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    mapping: Option<String>,
-    #[serde(default)]
-    date_format: Option<String>,
-    #[serde(default)]
-    delimiter: Option<String>,
-    #[serde(default)]
-    currency: Option<String>,
-    #[serde(default)]
-    best_effort: Option<bool>,
-}
-
-struct ImportRequest {
-    account_id: String,
-    format: StatementFormat,
-    bytes: Vec<u8>,
-    options: ParseOptions,
-    best_effort: bool,
-}
-
-fn parse_options(
-    mapping: Option<&str>,
-    date_format: Option<String>,
-    delimiter: Option<&str>,
-    currency: Option<&str>,
-) -> ApiResult<ParseOptions> {
-    let mut options = ParseOptions {
-        date_format,
-        ..Default::default()
-    };
-    if let Some(spec) = mapping {
-        options.mapping = statements::parse_column_mapping(spec)
-            .map_err(|e| Problem::unprocessable("invalid_mapping", "mapping", e))?;
-    }
-    if let Some(d) = delimiter {
-        let d = match d {
-            "tab" | "\\t" => "\t",
-            other => other,
-        };
-        if d.len() != 1 {
-            return Err(Problem::unprocessable(
-                "invalid_field",
-                "delimiter",
-                "the delimiter is one ASCII character (or `tab`)",
-            ));
-        }
-        options.delimiter = Some(d.as_bytes()[0]);
-    }
-    if let Some(c) = currency {
-        options.default_currency =
-            Some(Currency::parse(c).map_err(|e| Problem::from(e.under("")).field("currency"))?);
-    }
-    Ok(options)
-}
-
-fn import_request(
-    headers: &HeaderMap,
-    query: Option<&str>,
-    body: &[u8],
-) -> ApiResult<ImportRequest> {
-    let media = media_type(headers).unwrap_or_default();
-    if media == "application/json" {
-        if query.is_some_and(|q| !q.is_empty()) {
-            query_params(query, &[])?;
-        }
-        let env: StatementEnvelope = parse_json(body)?;
-        let format = match env.format.as_deref() {
-            None => StatementFormat::Json,
-            Some(f) => StatementFormat::parse(f).ok_or_else(|| {
-                Problem::unprocessable(
-                    "invalid_field",
-                    "format",
-                    "format is `json`, `csv` or `camt053`",
-                )
-            })?,
-        };
-        let bytes = match (format, env.lines, env.content) {
-            (StatementFormat::Json, Some(lines), None) => lines.get().as_bytes().to_vec(),
-            (StatementFormat::Json, None, Some(content)) => content.into_bytes(),
-            (StatementFormat::Csv | StatementFormat::Camt053, None, Some(content)) => {
-                content.into_bytes()
-            }
-            (StatementFormat::Json, _, _) => {
-                return Err(Problem::unprocessable(
-                    "missing_field",
-                    "lines",
-                    "send the lines as `lines` (an array)",
-                ));
-            }
-            _ => {
-                return Err(Problem::unprocessable(
-                    "missing_field",
-                    "content",
-                    "send a CSV or camt.053 file's text as `content` (or upload it with Content-Type text/csv or application/xml)",
-                ));
-            }
-        };
-        return Ok(ImportRequest {
-            account_id: env.account_id,
-            format,
-            bytes,
-            options: parse_options(
-                env.mapping.as_deref(),
-                env.date_format,
-                env.delimiter.as_deref(),
-                env.currency.as_deref(),
-            )?,
-            best_effort: env.best_effort.unwrap_or(false),
-        });
-    }
-    let format = match media.as_str() {
-        "text/csv" => StatementFormat::Csv,
-        "application/xml" | "text/xml" => StatementFormat::Camt053,
-        _ => {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "upload a statement as text/csv, application/xml (camt.053) or application/json",
-            ));
-        }
-    };
-    let params = query_params(
-        query,
-        &[
-            "accountId",
-            "mapping",
-            "dateFormat",
-            "delimiter",
-            "currency",
-            "bestEffort",
-        ],
-    )?;
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let account_id =
-        get("accountId").ok_or_else(|| bad_parameter("accountId", "accountId is required"))?;
-    let best_effort = match get("bestEffort").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(bad_parameter("bestEffort", "bestEffort is true or false")),
-    };
-    Ok(ImportRequest {
-        account_id,
-        format,
-        bytes: body.to_vec(),
-        options: parse_options(
-            get("mapping").as_deref(),
-            get("dateFormat"),
-            get("delimiter").as_deref(),
-            get("currency").as_deref(),
-        )?,
-        best_effort,
-    })
-}
-
-pub async fn import_statement(
-    State(state): State<AppState>,
-    ClientId(client): ClientId,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    let req = import_request(&headers, query.as_deref(), &body)?;
-    let account = visible_account(&state, &client, &req.account_id, "accountId").await?;
-    let result = import::import_statement(
-        &state.db,
-        &client,
-        &account.id,
-        &req.bytes,
-        req.format,
-        &req.options,
-        req.best_effort,
-    )
-    .await;
-    match result {
-        Ok(report) => {
-            tracing::info!(account_id = %account.id, imported = report.imported, duplicates = report.duplicates, "statement imported");
-            let status = if report.imported > 0 { StatusCode::CREATED } else { StatusCode::OK };
-            Ok((status, Json(json!(report))).into_response())
-        }
-        Err(ImportError::Statement(e)) => Err(Problem::unprocessable(e.code(), "", e.to_string())),
-        Err(ImportError::Rejected { rejected, lines }) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "statement_rejected",
-            format!("{rejected} line(s) are invalid, so nothing was imported; fix them, or send bestEffort=true to import the valid lines"),
-        )
-        .with("lines", json!(lines))),
-        Err(ImportError::Store(e)) => Err(db(e)),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// POST /accounts/{id}/reconcile
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ReconcileBody {
-    start_date: String,
-    end_date: String,
-}
-
-fn date(value: &str, field: &str) -> ApiResult<NaiveDate> {
-    let parsed = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        Problem::unprocessable(
-            "invalid_date",
-            field,
-            format!("{field} is a date like 2026-01-31"),
-        )
-    })?;
-    Ok(shared::validation::check_date(parsed, field)?)
-}
-
-pub const MAX_WINDOW_DAYS: i64 = 366;
-
-pub async fn reconcile(
-    State(state): State<AppState>,
-    ClientId(client): ClientId,
-    PathParam(id): PathParam,
-    JsonBody(body): JsonBody<ReconcileBody>,
-) -> ApiResult<Response> {
-    let start = date(&body.start_date, "startDate")?;
-    let end = date(&body.end_date, "endDate")?;
-    if end < start {
-        return Err(Problem::unprocessable(
-            "invalid_window",
-            "endDate",
-            "endDate is before startDate",
-        ));
-    }
-    if (end - start).num_days() >= MAX_WINDOW_DAYS {
-        return Err(Problem::unprocessable(
-            "invalid_window",
-            "endDate",
-            format!("a reconciliation window is at most {MAX_WINDOW_DAYS} days"),
-        ));
-    }
-    let account = visible_account(&state, &client, &id, "id").await?;
-    let window = AccountWindow {
-        client_id: client,
-        account_id: account.id,
-        start,
-        end,
-        as_of: Utc::now().date_naive(),
-        trigger: "api",
-    };
-    let settings = &state.config.reconcile;
-    if !run::fits_synchronously(&state.db, settings, &window.account_id, start, end)
-        .await
-        .map_err(db)?
-    {
-        // Too large to finish within the HTTP API's time limit: the reconciler runs it.
-        let run_id = run::queue_reconciliation(&state.db, &window)
-            .await
-            .map_err(db)?;
-        tracing::info!(%run_id, account_id = %window.account_id, "reconciliation queued");
-        let location = format!("/api/v1/reconciliations/{run_id}");
-        return Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, location.clone())],
-            Json(queued_json(
-                run_id,
-                &window.account_id,
-                start,
-                end,
-                "QUEUED",
-                None,
-                &location,
-            )),
-        )
-            .into_response());
-    }
-    let result = run::reconcile_account(&state.db, settings, &window)
-        .await
-        .map_err(run_problem)?;
-    tracing::info!(run_id = %result.run_id, account_id = %window.account_id, "reconciliation run");
-    let location = format!("/api/v1/reconciliations/{}", result.run_id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(result.report),
-    )
-        .into_response())
-}
-
-// ---------------------------------------------------------------------------------------------
-// GET /reconciliations/{id}
 
 fn amount(value: Option<Decimal>, currency: Option<&str>) -> Value {
     match value {
@@ -438,189 +67,15 @@ fn event_json(e: &EventRow) -> Value {
     })
 }
 
-fn parse_uuid(id: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
+pub(crate) fn parse_uuid(id: &str, code: &'static str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| Problem::not_found(code, format!("no {what} {id}")))
 }
-
-/// One CSV row of an export, every cell neutralised against formula injection
-/// (`shared::reconcile::export`).
-fn write_row(out: &mut csv::Writer<Vec<u8>>, cells: &[&str]) -> csv::Result<()> {
-    out.write_record(
-        cells
-            .iter()
-            .map(|c| export::neutralise_csv_cell(c).into_owned()),
-    )
-}
-
-pub async fn get_run(
-    State(state): State<AppState>,
-    caller: Caller,
-    PathParam(id): PathParam,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let client = caller.client_id.clone();
-    let params = query_params(query.as_deref(), &["format"])?;
-    let csv = match params
-        .iter()
-        .find(|(k, _)| k == "format")
-        .map(|(_, v)| v.as_str())
-    {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(_) => return Err(bad_parameter("format", "format is json or csv")),
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv")),
-    };
-    let run_id = parse_uuid(&id, "reconciliation_not_found", "reconciliation")?;
-    let Some(run) = store::get_run(&state.db, &client, run_id)
-        .await
-        .map_err(db)?
-    else {
-        // Not run yet (or it failed): a queued request of this client's, or nothing.
-        let request = requests::get(&state.db, &client, run_id)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| {
-                Problem::not_found(
-                    "reconciliation_not_found",
-                    format!("no reconciliation {id}"),
-                )
-            })?;
-        let location = format!("/api/v1/reconciliations/{run_id}");
-        return Ok(Json(queued_json(
-            run_id,
-            &request.account_id,
-            request.window_start,
-            request.window_end,
-            request.status.as_str(),
-            request.error.as_deref(),
-            &location,
-        ))
-        .into_response());
-    };
-    // The ledger-wide run (no account) is operations data: an operator reads it whole, with every
-    // discrepancy it found; to a client token it does not exist.
-    let ledger_wide = run.account_id.is_none();
-    if ledger_wide && !caller.is_operator() {
-        return Err(Problem::not_found(
-            "reconciliation_not_found",
-            format!("no reconciliation {id}"),
-        ));
-    }
-    let discrepancies: Vec<DiscrepancyRow> = store::run_discrepancies(&state.db, run_id)
-        .await
-        .map_err(db)?
-        .into_iter()
-        .filter(|d| ledger_wide || d.client_id == client)
-        .collect();
-    if !csv {
-        let items: Vec<Value> = discrepancies.iter().map(discrepancy_json).collect();
-        return Ok(Json(json!({"run": run.report, "discrepancies": items})).into_response());
-    }
-    let matches = if run.client_id == client {
-        store::run_matches(&state.db, run_id).await.map_err(db)?
-    } else {
-        Vec::new()
-    };
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let csv_error = |e: csv::Error| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            e.to_string(),
-        )
-    };
-    write_row(
-        &mut out,
-        &[
-            "item",
-            "rule_or_kind",
-            "status",
-            "statement_line_id",
-            "external_id",
-            "booked_on",
-            "amount",
-            "expected",
-            "currency",
-            "transaction_ids",
-            "discrepancy_id",
-            "detail",
-        ],
-    )
-    .map_err(csv_error)?;
-    for m in &matches {
-        write_row(
-            &mut out,
-            &[
-                "MATCH",
-                &m.rule,
-                "MATCHED",
-                &m.statement_line_id.to_string(),
-                &m.external_id,
-                &m.booked_on.to_string(),
-                &format_amount(m.amount, &m.currency),
-                "",
-                &m.currency,
-                &m.transaction_id.to_string(),
-                "",
-                "",
-            ],
-        )
-        .map_err(csv_error)?;
-    }
-    for d in &discrepancies {
-        let txs: Vec<String> = d.transaction_ids.iter().map(Uuid::to_string).collect();
-        let cur = d.currency.as_deref().unwrap_or("");
-        write_row(
-            &mut out,
-            &[
-                "DISCREPANCY",
-                &d.kind,
-                &d.status,
-                &d.statement_line_id
-                    .map(|i| i.to_string())
-                    .unwrap_or_default(),
-                d.external_id.as_deref().unwrap_or(""),
-                &d.booked_on.map(|b| b.to_string()).unwrap_or_default(),
-                &d.actual.map(|a| format_amount(a, cur)).unwrap_or_default(),
-                &d.expected
-                    .map(|a| format_amount(a, cur))
-                    .unwrap_or_default(),
-                cur,
-                &txs.join(" "),
-                &d.id.to_string(),
-                &d.detail,
-            ],
-        )
-        .map_err(csv_error)?;
-    }
-    let bytes = out
-        .into_inner()
-        .map_err(|e| csv_error(e.into_error().into()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"reconciliation-{run_id}.csv\""),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Discrepancies
 
 fn known_kind(kind: &str) -> bool {
     DiscrepancyKind::parse(kind).is_some() || INTERNAL_KINDS.contains(&kind)
 }
 
-pub async fn list_discrepancies(
+pub async fn list(
     State(state): State<AppState>,
     ClientId(client): ClientId,
     RawQuery(query): RawQuery,
@@ -680,7 +135,7 @@ fn with_history(d: &DiscrepancyRow, events: &[EventRow]) -> Value {
     body
 }
 
-pub async fn get_discrepancy(
+pub async fn get(
     State(state): State<AppState>,
     ClientId(client): ClientId,
     PathParam(id): PathParam,
@@ -761,11 +216,13 @@ async fn plan_adjustment(
     })?;
     let suspense_id =
         suspense.unwrap_or_else(|| state.config.reconcile.suspense_account_for(client));
-    let account = visible_account(state, client, &account_id, "accountId").await?;
+    let account = visible_account(state, client, &account_id, Some("accountId")).await?;
     let unusable = |detail: String| {
         Problem::unprocessable("suspense_account_unusable", "suspenseAccountId", detail)
     };
-    let suspense = match visible_account(state, client, &suspense_id, "suspenseAccountId").await {
+    let suspense = match visible_account(state, client, &suspense_id, Some("suspenseAccountId"))
+        .await
+    {
         Ok(a) => a,
         Err(_) => {
             return Err(unusable(format!(
