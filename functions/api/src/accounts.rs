@@ -21,7 +21,7 @@ use shared::validation::ValidationError;
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
-use crate::problem::{ApiResult, Problem, db};
+use crate::problem::{ApiResult, Problem};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -83,9 +83,7 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateAccountBody>,
 ) -> ApiResult<Response> {
     let new = body.validate()?;
-    let outcome = store::create(&state.db, &client, &new)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let outcome = store::create(&state.db, &client, &new).await?;
     Ok(match outcome {
         CreateOutcome::Created(a) => {
             tracing::info!(account_id = %a.id, client = %client, "account opened");
@@ -135,8 +133,7 @@ pub(crate) async fn visible_account(
         return Err(not_found());
     }
     store::get(&state.db, client, id)
-        .await
-        .map_err(db)?
+        .await?
         .ok_or_else(not_found)
 }
 
@@ -177,12 +174,7 @@ pub async fn balance(
     let account = visible_account(&state, &client, &id, None).await?;
     let (balance, as_of) = match as_of {
         None => (account.balance, account.balance_updated_at),
-        Some(t) => (
-            store::balance_as_of(&state.db, &account.id, t)
-                .await
-                .map_err(|e| Problem::unavailable("postgres", &e))?,
-            t,
-        ),
+        Some(t) => (store::balance_as_of(&state.db, &account.id, t).await?, t),
     };
     Ok(Json(json!({
         "accountId": account.id,
@@ -210,9 +202,7 @@ pub async fn ledger(
         }
     }
     let account = visible_account(&state, &client, &id, None).await?;
-    let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor).await?;
     let entries: Vec<Value> = entries
         .iter()
         .map(|e| {

@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::accounts::visible_account;
 use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
 use crate::problem::{ApiResult, Problem, bad_parameter, db};
-use crate::transactions::{intake_problem, status_path};
+use crate::transactions::status_path;
 
 fn amount(value: Option<Decimal>, currency: Option<&str>) -> Value {
     match value {
@@ -108,9 +108,8 @@ pub async fn list(
             _ => cursor = Some(page::cursor(&v)?),
         }
     }
-    let (items, next) = store::list_discrepancies(&state.db, &client, &filter, limit, cursor)
-        .await
-        .map_err(db)?;
+    let (items, next) =
+        store::list_discrepancies(&state.db, &client, &filter, limit, cursor).await?;
     Ok(Json(json!({
         "discrepancies": items.iter().map(discrepancy_json).collect::<Vec<_>>(),
         "nextCursor": next.map(|(at, id)| page::encode_cursor(at, id)),
@@ -124,8 +123,7 @@ async fn load_discrepancy(
 ) -> ApiResult<(DiscrepancyRow, Vec<EventRow>)> {
     let uuid = parse_uuid(id, "discrepancy_not_found", "discrepancy")?;
     store::get_discrepancy(&state.db, client, uuid)
-        .await
-        .map_err(db)?
+        .await?
         .ok_or_else(|| Problem::not_found("discrepancy_not_found", format!("no discrepancy {id}")))
 }
 
@@ -315,9 +313,7 @@ async fn adjust(
     }
     let (transfer, plan) =
         plan_adjustment(state, client, d, in_flight_suspense.or(suspense)).await?;
-    let start = store::begin_adjustment(&state.db, client, d.id, allowed, note, &plan)
-        .await
-        .map_err(db)?;
+    let start = store::begin_adjustment(&state.db, client, d.id, allowed, note, &plan).await?;
     let (key, from) = match start {
         AdjustmentStart::NotFound => {
             return Err(Problem::not_found(
@@ -347,7 +343,7 @@ async fn adjust(
         Err(e @ IntakeError::OutcomeUnknown { .. }) => {
             // The transfer may be on the queue: the discrepancy stays ADJUSTING (the processor
             // settles it when the transfer is decided; resolving again resumes the same key).
-            return Err(intake_problem(e));
+            return Err(e.into());
         }
         Err(e) => {
             // Nothing (known to be) queued: the discrepancy goes back where it was, with the reason.
@@ -360,7 +356,7 @@ async fn adjust(
             }
             return Err(match e {
                 IntakeError::KeyReused => in_progress("another suspense account"),
-                other => intake_problem(other),
+                other => other.into(),
             });
         }
     };
@@ -414,10 +410,7 @@ async fn redrive(state: &AppState, d: &DiscrepancyRow) -> ApiResult<Value> {
     let gone = |detail: String| Problem::new(StatusCode::CONFLICT, "dead_letter_gone", detail);
     let mut conn = state.db.get().await.map_err(db)?;
     let tx = conn.transaction().await.map_err(db)?;
-    let letter = match dead_letter_store::lock_for_redrive(&tx, message_id)
-        .await
-        .map_err(db)?
-    {
+    let letter = match dead_letter_store::lock_for_redrive(&tx, message_id).await? {
         RedriveCheck::Ready(letter) => letter,
         RedriveCheck::AlreadyRedriven(at) => {
             return Err(gone(format!(
@@ -539,8 +532,7 @@ pub async fn resolve(
         resolution.as_ref(),
         resolution.as_ref(),
     )
-    .await
-    .map_err(db)?;
+    .await?;
     if let StatusChange::Refused { from } = change {
         return Err(refused(&from, &body.status));
     }
@@ -578,18 +570,19 @@ pub async fn resolve_many(
     for id in &body.ids {
         let outcome = match Uuid::parse_str(id) {
             Err(_) => StatusChange::NotFound,
-            Ok(uuid) => store::set_status(
-                &state.db,
-                &client,
-                uuid,
-                &body.status,
-                allowed,
-                body.note.as_deref(),
-                None,
-                None,
-            )
-            .await
-            .map_err(db)?,
+            Ok(uuid) => {
+                store::set_status(
+                    &state.db,
+                    &client,
+                    uuid,
+                    &body.status,
+                    allowed,
+                    body.note.as_deref(),
+                    None,
+                    None,
+                )
+                .await?
+            }
         };
         let (result, from) = match outcome {
             StatusChange::Changed { from } => {

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::money::format_amount;
 use shared::reconcile::export;
 use shared::reconcile::run::{self, AccountWindow};
 use shared::store::reconcile_requests as requests;
@@ -19,20 +18,7 @@ use crate::AppState;
 use crate::accounts::visible_account;
 use crate::discrepancies::{discrepancy_json, parse_uuid};
 use crate::extract::{Caller, ClientId, JsonBody, PathParam, query_params};
-use crate::problem::{ApiResult, Problem, bad_parameter, db};
-
-fn run_problem(e: run::RunError) -> Problem {
-    match e {
-        run::RunError::Store(e) => db(e),
-        run::RunError::Overflow(e) => Problem::unprocessable(
-            "amount_overflow",
-            "accountId",
-            format!(
-                "the window's totals do not fit in a decimal ({e}); reconcile a smaller window"
-            ),
-        ),
-    }
-}
+use crate::problem::{ApiResult, Problem, bad_parameter};
 
 /// The body for a reconciliation that is queued, running, or failed (202 from the reconcile route,
 /// 200 from `GET /reconciliations/{id}` until the run exists).
@@ -107,14 +93,9 @@ pub async fn reconcile(
         trigger: "api",
     };
     let settings = &state.config.reconcile;
-    if !run::fits_synchronously(&state.db, settings, &window.account_id, start, end)
-        .await
-        .map_err(db)?
-    {
+    if !run::fits_synchronously(&state.db, settings, &window.account_id, start, end).await? {
         // Too large to finish within the HTTP API's time limit: the reconciler runs it.
-        let run_id = run::queue_reconciliation(&state.db, &window)
-            .await
-            .map_err(db)?;
+        let run_id = run::queue_reconciliation(&state.db, &window).await?;
         tracing::info!(%run_id, account_id = %window.account_id, "reconciliation queued");
         let location = format!("/api/v1/reconciliations/{run_id}");
         return Ok((
@@ -132,9 +113,7 @@ pub async fn reconcile(
         )
             .into_response());
     }
-    let result = run::reconcile_account(&state.db, settings, &window)
-        .await
-        .map_err(run_problem)?;
+    let result = run::reconcile_account(&state.db, settings, &window).await?;
     tracing::info!(run_id = %result.run_id, account_id = %window.account_id, "reconciliation run");
     let location = format!("/api/v1/reconciliations/{}", result.run_id);
     Ok((
@@ -143,16 +122,6 @@ pub async fn reconcile(
         Json(result.report),
     )
         .into_response())
-}
-
-/// One CSV row of an export, every cell neutralised against formula injection
-/// (`shared::reconcile::export`).
-fn write_row(out: &mut csv::Writer<Vec<u8>>, cells: &[&str]) -> csv::Result<()> {
-    out.write_record(
-        cells
-            .iter()
-            .map(|c| export::neutralise_csv_cell(c).into_owned()),
-    )
 }
 
 pub async fn get(
@@ -178,14 +147,10 @@ pub async fn get(
             .is_some_and(|a| a.contains("text/csv")),
     };
     let run_id = parse_uuid(&id, "reconciliation_not_found", "reconciliation")?;
-    let Some(run) = store::get_run(&state.db, &client, run_id)
-        .await
-        .map_err(db)?
-    else {
+    let Some(run) = store::get_run(&state.db, &client, run_id).await? else {
         // Not run yet (or it failed): a queued request of this client's, or nothing.
         let request = requests::get(&state.db, &client, run_id)
-            .await
-            .map_err(db)?
+            .await?
             .ok_or_else(|| {
                 Problem::not_found(
                     "reconciliation_not_found",
@@ -214,8 +179,7 @@ pub async fn get(
         ));
     }
     let discrepancies: Vec<DiscrepancyRow> = store::run_discrepancies(&state.db, run_id)
-        .await
-        .map_err(db)?
+        .await?
         .into_iter()
         .filter(|d| ledger_wide || d.client_id == client)
         .collect();
@@ -224,85 +188,17 @@ pub async fn get(
         return Ok(Json(json!({"run": run.report, "discrepancies": items})).into_response());
     }
     let matches = if run.client_id == client {
-        store::run_matches(&state.db, run_id).await.map_err(db)?
+        store::run_matches(&state.db, run_id).await?
     } else {
         Vec::new()
     };
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let csv_error = |e: csv::Error| {
+    let bytes = export::run_csv(&matches, &discrepancies).map_err(|e| {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             e.to_string(),
         )
-    };
-    write_row(
-        &mut out,
-        &[
-            "item",
-            "rule_or_kind",
-            "status",
-            "statement_line_id",
-            "external_id",
-            "booked_on",
-            "amount",
-            "expected",
-            "currency",
-            "transaction_ids",
-            "discrepancy_id",
-            "detail",
-        ],
-    )
-    .map_err(csv_error)?;
-    for m in &matches {
-        write_row(
-            &mut out,
-            &[
-                "MATCH",
-                &m.rule,
-                "MATCHED",
-                &m.statement_line_id.to_string(),
-                &m.external_id,
-                &m.booked_on.to_string(),
-                &format_amount(m.amount, &m.currency),
-                "",
-                &m.currency,
-                &m.transaction_id.to_string(),
-                "",
-                "",
-            ],
-        )
-        .map_err(csv_error)?;
-    }
-    for d in &discrepancies {
-        let txs: Vec<String> = d.transaction_ids.iter().map(Uuid::to_string).collect();
-        let cur = d.currency.as_deref().unwrap_or("");
-        write_row(
-            &mut out,
-            &[
-                "DISCREPANCY",
-                &d.kind,
-                &d.status,
-                &d.statement_line_id
-                    .map(|i| i.to_string())
-                    .unwrap_or_default(),
-                d.external_id.as_deref().unwrap_or(""),
-                &d.booked_on.map(|b| b.to_string()).unwrap_or_default(),
-                &d.actual.map(|a| format_amount(a, cur)).unwrap_or_default(),
-                &d.expected
-                    .map(|a| format_amount(a, cur))
-                    .unwrap_or_default(),
-                cur,
-                &txs.join(" "),
-                &d.id.to_string(),
-                &d.detail,
-            ],
-        )
-        .map_err(csv_error)?;
-    }
-    let bytes = out
-        .into_inner()
-        .map_err(|e| csv_error(e.into_error().into()))?;
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use shared::money::Currency;
-use shared::reconcile::import::{self, ImportError};
+use shared::reconcile::import;
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 
 use crate::AppState;
 use crate::accounts::visible_account;
 use crate::extract::{ClientId, RawBody, media_type, parse_json, query_params};
-use crate::problem::{ApiResult, Problem, bad_parameter, db};
+use crate::problem::{ApiResult, Problem, bad_parameter};
 
 /// The JSON form of an import: JSON lines inline, or a CSV / camt.053 file as text.
 #[derive(Deserialize)]
@@ -203,16 +203,13 @@ pub async fn import(
     match result {
         Ok(report) => {
             tracing::info!(account_id = %account.id, imported = report.imported, duplicates = report.duplicates, "statement imported");
-            let status = if report.imported > 0 { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if report.imported > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok((status, Json(json!(report))).into_response())
         }
-        Err(ImportError::Statement(e)) => Err(Problem::unprocessable(e.code(), "", e.to_string())),
-        Err(ImportError::Rejected { rejected, lines }) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "statement_rejected",
-            format!("{rejected} line(s) are invalid, so nothing was imported; fix them, or send bestEffort=true to import the valid lines"),
-        )
-        .with("lines", json!(lines))),
-        Err(ImportError::Store(e)) => Err(db(e)),
+        Err(e) => Err(e.into()),
     }
 }
