@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use shared::intake::{self, Intake, IntakeError};
 use shared::money::{Currency, format_amount};
 use shared::reconcile::DiscrepancyKind;
-use shared::reconcile::workflow::{self, INTERNAL_KINDS, STATUSES};
+use shared::reconcile::workflow::{self, AdjustedAccount, INTERNAL_KINDS, STATUSES};
 use shared::store::dead_letters::{self as dead_letter_store, RedriveCheck};
 use shared::store::posting;
 use shared::store::reconciliation::{
     self as store, AdjustmentStart, DiscrepancyFilter, DiscrepancyRow, EventRow, StatusChange,
 };
-use shared::transfers::{Transfer, TransferDraft, adjustment_key, adjustment_of};
+use shared::transfers::{Transfer, TransferDraft};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -228,26 +228,29 @@ async fn plan_adjustment(
             )));
         }
     };
-    let currency = d
-        .currency
-        .clone()
-        .unwrap_or_else(|| account.currency.clone());
-    if suspense.currency != currency || account.currency != currency {
-        return Err(unusable(format!(
+    let legs = workflow::adjustment_legs(
+        delta,
+        AdjustedAccount {
+            id: &account.id,
+            currency: &account.currency,
+        },
+        AdjustedAccount {
+            id: &suspense.id,
+            currency: &suspense.currency,
+        },
+        d.currency.as_deref(),
+    )
+    .map_err(|currency| {
+        unusable(format!(
             "the suspense account {suspense_id} is not in {currency}"
-        )));
-    }
-    let (source, destination) = if delta > Decimal::ZERO {
-        (suspense.id.clone(), account.id.clone())
-    } else {
-        (account.id.clone(), suspense.id.clone())
-    };
+        ))
+    })?;
     // The same rules as a client's transfer (maximum, scale, texts): one way into intake.
     let transfer = TransferDraft {
-        source_account_id: source.clone(),
-        destination_account_id: destination.clone(),
-        amount: delta.abs(),
-        currency: Currency::parse(&currency).map_err(Problem::from)?,
+        source_account_id: legs.source_account_id.clone(),
+        destination_account_id: legs.destination_account_id.clone(),
+        amount: legs.amount,
+        currency: Currency::parse(&legs.currency).map_err(Problem::from)?,
         reference: Some(format!("discrepancy:{}", d.id)),
         description: Some(format!("Reconciliation adjustment for {}", d.kind)),
         metadata: Some(json!({"discrepancyId": d.id, "kind": d.kind})),
@@ -268,15 +271,14 @@ async fn plan_adjustment(
     let plan = json!({
         "suspenseAccountId": suspense.id,
         "transfer": {
-            "source_account_id": source,
-            "destination_account_id": destination,
-            "amount": format_amount(delta.abs(), &currency),
-            "currency": currency,
+            "source_account_id": legs.source_account_id,
+            "destination_account_id": legs.destination_account_id,
+            "amount": format_amount(legs.amount, &legs.currency),
+            "currency": legs.currency,
         },
     });
     Ok((transfer, plan))
 }
-
 /// `action: adjust`: moves the discrepancy to ADJUSTING, then queues its adjusting transfer through
 /// the normal intake path under a key no client can send (`transfers::adjustment_key`). The
 /// processor makes it RESOLVED when the transfer posts, or OPEN again if it is rejected. While it
@@ -294,10 +296,7 @@ async fn adjust(
     if d.status != workflow::ADJUSTING && !allowed.contains(&d.status.as_str()) {
         return Err(refused(&d.status, "RESOLVED"));
     }
-    let in_flight_suspense = (d.status == workflow::ADJUSTING)
-        .then(|| d.resolution.as_ref()?.get("suspenseAccountId")?.as_str())
-        .flatten()
-        .map(str::to_string);
+    let in_flight_suspense = workflow::in_flight_suspense(&d.status, d.resolution.as_ref());
     let in_progress = |recorded: &str| {
         Problem::new(
             StatusCode::CONFLICT,
@@ -327,12 +326,7 @@ async fn adjust(
             if recorded != plan["suspenseAccountId"].as_str() {
                 return Err(in_progress(recorded.unwrap_or("another account")));
             }
-            let key = resolution
-                .get("idempotencyKey")
-                .and_then(Value::as_str)
-                .and_then(adjustment_of)
-                .filter(|(id, _)| *id == d.id)
-                .map(|(id, attempt)| adjustment_key(id, attempt))
+            let key = workflow::in_flight_key(&resolution, d.id)
                 .ok_or_else(|| db("the in-flight adjustment's resolution names no key"))?;
             (key, None)
         }
