@@ -83,9 +83,7 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateAccountBody>,
 ) -> ApiResult<Response> {
     let new = body.validate()?;
-    let outcome = store::create(&state.db, &client, &new)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let outcome = store::create(&state.db, &client, &new).await?;
     Ok(match outcome {
         CreateOutcome::Created(a) => {
             tracing::info!(account_id = %a.id, client = %client, "account opened");
@@ -116,15 +114,26 @@ pub async fn create(
     })
 }
 
-/// The caller's account `id`, or 404.
-async fn visible_account(state: &AppState, client: &str, id: &str) -> ApiResult<Account> {
-    let not_found = || Problem::not_found("account_not_found", format!("no account {id}"));
-    if AccountId::parse(id, "id").is_err() {
+/// The caller's account `id`, or 404 `account_not_found` (naming `field`, when given, as the
+/// input that named it): another client's account does not exist for this caller.
+pub(crate) async fn visible_account(
+    state: &AppState,
+    client: &str,
+    id: &str,
+    field: Option<&str>,
+) -> ApiResult<Account> {
+    let not_found = || {
+        let problem = Problem::not_found("account_not_found", format!("no account {id}"));
+        match field {
+            Some(field) => problem.field(field),
+            None => problem,
+        }
+    };
+    if AccountId::parse(id, field.unwrap_or("id")).is_err() {
         return Err(not_found());
     }
     store::get(&state.db, client, id)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?
+        .await?
         .ok_or_else(not_found)
 }
 
@@ -133,7 +142,7 @@ pub async fn get(
     ClientId(client): ClientId,
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
-    let account = visible_account(&state, &client, &id).await?;
+    let account = visible_account(&state, &client, &id, None).await?;
     Ok(Json(account_json(&account)))
 }
 
@@ -162,15 +171,10 @@ pub async fn balance(
                 })
         })
         .transpose()?;
-    let account = visible_account(&state, &client, &id).await?;
+    let account = visible_account(&state, &client, &id, None).await?;
     let (balance, as_of) = match as_of {
         None => (account.balance, account.balance_updated_at),
-        Some(t) => (
-            store::balance_as_of(&state.db, &account.id, t)
-                .await
-                .map_err(|e| Problem::unavailable("postgres", &e))?,
-            t,
-        ),
+        Some(t) => (store::balance_as_of(&state.db, &account.id, t).await?, t),
     };
     Ok(Json(json!({
         "accountId": account.id,
@@ -197,10 +201,8 @@ pub async fn ledger(
             cursor = Some(LedgerCursor { posted_at, id });
         }
     }
-    let account = visible_account(&state, &client, &id).await?;
-    let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let account = visible_account(&state, &client, &id, None).await?;
+    let (entries, next) = store::ledger_page(&state.db, &account.id, limit, cursor).await?;
     let entries: Vec<Value> = entries
         .iter()
         .map(|e| {

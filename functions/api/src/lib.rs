@@ -2,10 +2,12 @@
 //! devstack serves the same Router on a port.
 
 mod accounts;
+mod discrepancies;
 pub mod extract;
 mod operations;
 pub mod problem;
-mod reconciliation;
+mod runs;
+mod statements;
 mod transactions;
 
 use axum::Router;
@@ -34,14 +36,14 @@ pub fn router(state: AppState) -> Router {
         .route("/transactions/status/{key}", get(transactions::status))
         .route(
             "/statements",
-            post(reconciliation::import_statement).layer(DefaultBodyLimit::max(max_statement)),
+            post(statements::import).layer(DefaultBodyLimit::max(max_statement)),
         )
-        .route("/accounts/{id}/reconcile", post(reconciliation::reconcile))
-        .route("/reconciliations/{id}", get(reconciliation::get_run))
-        .route("/discrepancies", get(reconciliation::list_discrepancies))
-        .route("/discrepancies/resolve", post(reconciliation::resolve_many))
-        .route("/discrepancies/{id}", get(reconciliation::get_discrepancy))
-        .route("/discrepancies/{id}/resolve", post(reconciliation::resolve))
+        .route("/accounts/{id}/reconcile", post(runs::reconcile))
+        .route("/reconciliations/{id}", get(runs::get))
+        .route("/discrepancies", get(discrepancies::list))
+        .route("/discrepancies/resolve", post(discrepancies::resolve_many))
+        .route("/discrepancies/{id}", get(discrepancies::get))
+        .route("/discrepancies/{id}/resolve", post(discrepancies::resolve))
         .route("/queue/stats", get(operations::queue_stats))
         .route("/cache/stats", get(operations::cache_stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

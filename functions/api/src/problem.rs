@@ -4,6 +4,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use shared::intake::IntakeError;
+use shared::reconcile::import::ImportError;
+use shared::reconcile::run::RunError;
+use shared::store::StoreError;
 use shared::validation::ValidationError;
 
 #[derive(Debug, Clone)]
@@ -119,9 +123,112 @@ impl Problem {
     }
 }
 
+/// A PostgreSQL failure outside the store (a pool or transaction error): retryable, nothing was
+/// changed.
+pub(crate) fn db(e: impl std::fmt::Display) -> Problem {
+    Problem::unavailable("postgres", &e)
+}
+
+/// 400 for a query parameter that is not one this route understands.
+pub(crate) fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).field(name)
+}
+
 impl From<ValidationError> for Problem {
     fn from(e: ValidationError) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.detail).field(e.field)
+    }
+}
+
+/// A PostgreSQL failure: retryable, nothing was changed.
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        Self::unavailable("postgres", &e)
+    }
+}
+
+/// An intake failure (a client's transfer, or a discrepancy's adjusting transfer).
+impl From<IntakeError> for Problem {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::InProgress => Problem::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "a request with this idempotency key is still being accepted; retry shortly",
+            )
+            .field("idempotencyKey")
+            .retry_after(1),
+            IntakeError::KeyReused => Problem::unprocessable(
+                "idempotency_key_reused",
+                "idempotencyKey",
+                "this idempotency key was already used for a different request",
+            ),
+            IntakeError::Cache(e) => Problem::unavailable_because(
+                "redis",
+                &e,
+                "redis is unavailable; nothing was enqueued: retry with the same idempotency key",
+            ),
+            IntakeError::Store(e) => Problem::unavailable_because(
+                "postgres",
+                &e,
+                "postgres is unavailable; nothing was enqueued: retry with the same idempotency key",
+            ),
+            IntakeError::Queue(e) => Problem::unavailable_because(
+                "sqs",
+                &e,
+                format!(
+                    "the queue refused the transfer, so nothing was enqueued ({e}); retry later"
+                ),
+            ),
+            IntakeError::OutcomeUnknown {
+                transaction_id,
+                error,
+            } => {
+                tracing::error!(component = "sqs", %error, %transaction_id, "send outcome unknown");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outcome_unknown",
+                    "outcome unknown: the queue did not answer in time, so the transfer may or may not \
+                     have been accepted; retry with the same idempotency key and the same body (it then \
+                     posts exactly once, under this transactionId); a new key could pay twice",
+                )
+                .retry_after(1)
+                .with("component", json!("sqs"))
+                .with("transactionId", json!(transaction_id))
+            }
+        }
+    }
+}
+
+/// A statement import refused (unparseable, or invalid lines without bestEffort) or failed.
+impl From<ImportError> for Problem {
+    fn from(e: ImportError) -> Self {
+        match e {
+        ImportError::Statement(e) => Problem::unprocessable(e.code(), "", e.to_string()),
+        ImportError::Rejected { rejected, lines } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "statement_rejected",
+            format!("{rejected} line(s) are invalid, so nothing was imported; fix them, or send bestEffort=true to import the valid lines"),
+        )
+        .with("lines", json!(lines)),
+        ImportError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A reconciliation run that did not finish.
+impl From<RunError> for Problem {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Store(e) => e.into(),
+            RunError::Overflow(e) => Problem::unprocessable(
+                "amount_overflow",
+                "accountId",
+                format!(
+                    "the window's totals do not fit in a decimal ({e}); reconcile a smaller window"
+                ),
+            ),
+        }
     }
 }
 

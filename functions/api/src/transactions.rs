@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
 use shared::idempotency::Accepted;
-use shared::intake::{self, Intake, IntakeError};
+use shared::intake::{self, Intake};
 use shared::money::{Currency, format_amount};
 use shared::store::{accounts as account_store, intake as intake_store, transactions as tx_store};
 use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of};
@@ -100,8 +100,7 @@ pub async fn submit(
         AccountId::parse(&input.source_account_id, ""),
     ) {
         (None, Ok(source)) => account_store::get(&state.db, &client, source.as_str())
-            .await
-            .map_err(|e| Problem::unavailable("postgres", &e))?
+            .await?
             .and_then(|a| Currency::parse(&a.currency).ok()),
         _ => None,
     };
@@ -112,56 +111,7 @@ pub async fn submit(
     match intake::accept(&state, &client, &key, transfer).await {
         Ok(Intake::Accepted(accepted)) => Ok(accepted_response(&accepted, false)),
         Ok(Intake::Replayed(accepted)) => Ok(accepted_response(&accepted, true)),
-        Err(e) => Err(intake_problem(e)),
-    }
-}
-
-/// The problem for an intake failure (shared with the reconciliation's adjusting transfers).
-pub fn intake_problem(e: IntakeError) -> Problem {
-    match e {
-        IntakeError::InProgress => Problem::new(
-            StatusCode::CONFLICT,
-            "request_in_progress",
-            "a request with this idempotency key is still being accepted; retry shortly",
-        )
-        .field("idempotencyKey")
-        .retry_after(1),
-        IntakeError::KeyReused => Problem::unprocessable(
-            "idempotency_key_reused",
-            "idempotencyKey",
-            "this idempotency key was already used for a different request",
-        ),
-        IntakeError::Cache(e) => Problem::unavailable_because(
-            "redis",
-            &e,
-            "redis is unavailable; nothing was enqueued: retry with the same idempotency key",
-        ),
-        IntakeError::Store(e) => Problem::unavailable_because(
-            "postgres",
-            &e,
-            "postgres is unavailable; nothing was enqueued: retry with the same idempotency key",
-        ),
-        IntakeError::Queue(e) => Problem::unavailable_because(
-            "sqs",
-            &e,
-            format!("the queue refused the transfer, so nothing was enqueued ({e}); retry later"),
-        ),
-        IntakeError::OutcomeUnknown {
-            transaction_id,
-            error,
-        } => {
-            tracing::error!(component = "sqs", %error, %transaction_id, "send outcome unknown");
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "outcome_unknown",
-                "outcome unknown: the queue did not answer in time, so the transfer may or may not \
-                 have been accepted; retry with the same idempotency key and the same body (it then \
-                 posts exactly once, under this transactionId); a new key could pay twice",
-            )
-            .retry_after(1)
-            .with("component", json!("sqs"))
-            .with("transactionId", json!(transaction_id))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -242,9 +192,7 @@ pub async fn status(
         }
     }
     // Accepted but not yet posted: the durable intake record says so even when Redis lost the key.
-    let accepted = intake_store::find(&state.db, &client, &key)
-        .await
-        .map_err(|e| Problem::unavailable("postgres", &e))?;
+    let accepted = intake_store::find(&state.db, &client, &key).await?;
     // Redis adds the messageId and expiry when it still has them (best effort).
     let cached = state
         .cache
