@@ -111,6 +111,7 @@ pub fn parse_metadata(value: Option<Value>, field: &str) -> Result<Value, Valida
         None | Some(Value::Null) => Ok(Value::Object(Default::default())),
         Some(v @ Value::Object(_)) => {
             crate::validation::reject_nul_json(&v, field)?;
+            reject_unsafe_numbers(&v, field)?;
             if v.to_string().len() > MAX_METADATA_BYTES {
                 Err(ValidationError::new(
                     "metadata_too_large",
@@ -126,6 +127,31 @@ pub fn parse_metadata(value: Option<Value>, field: &str) -> Result<Value, Valida
             field,
             "metadata must be a JSON object",
         )),
+    }
+}
+
+/// The largest magnitude a metadata number may have: 2^53, the integers every JSON reader holds
+/// exactly (I-JSON, RFC 7493). Larger ones do not survive the round trip through PostgreSQL's
+/// `jsonb` (which writes them out in full digits) and back; send them as strings.
+pub const MAX_METADATA_NUMBER: f64 = 9_007_199_254_740_992.0;
+
+fn reject_unsafe_numbers(value: &Value, path: &str) -> Result<(), ValidationError> {
+    match value {
+        Value::Number(n) if n.as_f64().is_none_or(|x| x.abs() > MAX_METADATA_NUMBER) => {
+            Err(ValidationError::new(
+                "invalid_field",
+                path,
+                "metadata numbers are limited to -2^53..2^53 (I-JSON); send larger values as strings",
+            ))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| reject_unsafe_numbers(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| reject_unsafe_numbers(v, &format!("{path}.{k}"))),
+        _ => Ok(()),
     }
 }
 
@@ -203,6 +229,28 @@ mod tests {
                 .field,
             "m.a[0]"
         );
+        for huge in [
+            serde_json::json!({"n": -1.7976931348623157e308}),
+            serde_json::json!({"a": [1, {"b": 1e20}]}),
+            serde_json::json!({"u": u64::MAX}),
+        ] {
+            assert_eq!(
+                parse_metadata(Some(huge.clone()), "m").unwrap_err().code,
+                "invalid_field",
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            parse_metadata(Some(serde_json::json!({"a": [1, {"b": 1e20}]})), "m")
+                .unwrap_err()
+                .field,
+            "m.a[1].b"
+        );
+        parse_metadata(
+            Some(serde_json::json!({"ok": [9007199254740992i64, -2.5e-300, 0.1]})),
+            "m",
+        )
+        .unwrap();
         let big = serde_json::json!({ "k": "x".repeat(MAX_METADATA_BYTES) });
         assert_eq!(
             parse_metadata(Some(big), "m").unwrap_err().code,

@@ -80,7 +80,7 @@ pub async fn find_by_key(
         currency: r.get("currency"),
         reference: r.get("reference"),
         description: r.get("description"),
-        metadata: r.get("metadata"),
+        metadata: r.try_get("metadata")?,
         status: r.try_get("status")?,
         failure_code: r.get("failure_code"),
         accepted_at: r.get("accepted_at"),

@@ -32,6 +32,14 @@ async fn nul_characters_are_refused_everywhere_with_the_field() {
     app.post("/api/v1/transactions", &t)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "nul_character");
+    // A number PostgreSQL's jsonb would write back in 309 digits, which no JSON reader takes.
+    let mut t = transfer("k-huge-number", "alice", "bob", "1.00");
+    t["transaction"]["metadata"] = json!({"n": -1.7976931348623157e308});
+    let res = app.post("/api/v1/transactions", &t).await;
+    assert_eq!(
+        res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")["field"],
+        "transaction.metadata.n"
+    );
     assert_eq!(app.queue_depth().await, 0, "nothing was enqueued");
 
     let res = app
