@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use devstack::poller::Poller;
 use devstack::setup::{self, DEMO_CLIENT, DEMO_TOKEN, OPERATOR_CLIENT, OPERATOR_TOKEN};
+use shared::clients::Clients;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,57 +35,33 @@ async fn main() -> anyhow::Result<()> {
     let dead_letters = Poller::dead_letters(clients.clone(), Duration::from_secs(2)).await?;
     tasks.push(tokio::spawn(dead_letters.run(stop_rx.clone())));
 
-    // The EventBridge schedule's stand-in: the reconciler's own handler on an interval.
-    let every: u64 = std::env::var("RECONCILE_INTERVAL_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    // The EventBridge schedules' stand-ins: the reconciler's own handler on two intervals, the daily
+    // run (RECONCILE_INTERVAL_SECS, default 300) and the reconciliations the API queued because their
+    // windows were too large to answer at once (RECONCILE_QUEUED_INTERVAL_SECS, default 5).
+    let every = interval_secs("RECONCILE_INTERVAL_SECS", 300);
     if every > 0 {
-        let clients = clients.clone();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-                }
-                let event = serde_json::json!({
+        tasks.push(spawn_timer(
+            &clients,
+            &stop_rx,
+            every,
+            "scheduled reconciliation",
+            || {
+                serde_json::json!({
                     "version": "0", "detail-type": "Scheduled Event", "source": "devstack",
                     "time": chrono::Utc::now().to_rfc3339(), "detail": {}
-                });
-                match reconciler::handle(&clients, event).await {
-                    Ok(summary) => tracing::info!(%summary, "scheduled reconciliation done"),
-                    Err(e) => tracing::warn!(error = %e, "scheduled reconciliation failed"),
-                }
-            }
-        }));
+                })
+            },
+        ));
     }
-
-    // The every-minute schedule's stand-in: reconciliations queued by the API (windows too large to
-    // answer at once), every RECONCILE_QUEUED_INTERVAL_SECS (default 5).
-    let queued_every: u64 = std::env::var("RECONCILE_QUEUED_INTERVAL_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let queued_every = interval_secs("RECONCILE_QUEUED_INTERVAL_SECS", 5);
     if queued_every > 0 {
-        let clients = clients.clone();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(queued_every)) => {}
-                }
-                let event = serde_json::json!({"task": reconciler::QUEUED_TASK});
-                match reconciler::handle(&clients, event).await {
-                    Ok(summary) if summary["runs"].as_array().is_some_and(|r| !r.is_empty()) => {
-                        tracing::info!(%summary, "queued reconciliations done")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "queued reconciliations failed"),
-                }
-            }
-        }));
+        tasks.push(spawn_timer(
+            &clients,
+            &stop_rx,
+            queued_every,
+            "queued reconciliations",
+            || serde_json::json!({"task": reconciler::QUEUED_TASK}),
+        ));
     }
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
@@ -109,4 +86,39 @@ async fn main() -> anyhow::Result<()> {
         let _ = t.await;
     }
     Ok(())
+}
+
+fn interval_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs the reconciler's handler with `event()` every `secs` seconds until `stop` changes; logs a
+/// summary only when it ran something (a run, or a queued reconciliation).
+fn spawn_timer(
+    clients: &Clients,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    secs: u64,
+    what: &'static str,
+    event: impl Fn() -> serde_json::Value + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let clients = clients.clone();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+            }
+            match reconciler::handle(&clients, event()).await {
+                Ok(summary) if summary["runs"].as_array().is_some_and(|r| !r.is_empty()) => {
+                    tracing::info!(%summary, "{what} done")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "{what} failed"),
+            }
+        }
+    })
 }

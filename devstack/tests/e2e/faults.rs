@@ -16,7 +16,7 @@ use shared::testkit::proxy::{Fault, FaultProxy};
 use shared::testkit::{DEMO_CLIENT, DEMO_TOKEN, TestOptions, sqs_endpoint};
 use shared::transfers::TransferInput;
 
-use crate::helpers::Stack;
+use crate::helpers::{Stack, call_router as call};
 
 /// The stack's clients with SQS reached through a fault proxy.
 async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
@@ -29,39 +29,6 @@ async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
     let auth = Authenticator::default().with_client(DEMO_CLIENT, DEMO_TOKEN);
     let clients = Clients::build_with((*s.env.clients.config).clone(), auth, sqs).unwrap();
     (proxy, api::router(clients))
-}
-
-async fn call(
-    router: &axum::Router,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    use tower::ServiceExt;
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"));
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            axum::body::Body::from(b.to_string())
-        }
-        None => axum::body::Body::empty(),
-    };
-    let res = router
-        .clone()
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn transfer(key: &str, amount: &str) -> Value {
