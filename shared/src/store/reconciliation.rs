@@ -822,18 +822,15 @@ pub async fn set_status(
         )
         .await?
         .get(0);
-    tx.execute(
-        "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&id, &client_id, &from, &to, &note, &action],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO audit_log (client_id, action, entity, entity_id, before, after)
-         VALUES ($1, 'discrepancy.status', 'discrepancy', $2, $3, $4)",
-        &[&client_id, &id.to_string(), &before, &after],
-    )
-    .await?;
+    let change = StatusEvent {
+        id,
+        actor: client_id,
+        from: &from,
+        to,
+        note,
+        action,
+    };
+    record_status_change(&tx, &change, &before, &after).await?;
     tx.commit().await?;
     Ok(StatusChange::Changed { from })
 }
@@ -913,18 +910,15 @@ pub async fn begin_adjustment(
         )
         .await?
         .get(0);
-    tx.execute(
-        "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&id, &client_id, &from, &ADJUSTING, &note, &resolution],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO audit_log (client_id, action, entity, entity_id, before, after)
-         VALUES ($1, 'discrepancy.status', 'discrepancy', $2, $3, $4)",
-        &[&client_id, &id.to_string(), &before, &after],
-    )
-    .await?;
+    let change = StatusEvent {
+        id,
+        actor: client_id,
+        from: &from,
+        to: ADJUSTING,
+        note,
+        action: Some(&resolution),
+    };
+    record_status_change(&tx, &change, &before, &after).await?;
     tx.commit().await?;
     Ok(AdjustmentStart::Started {
         from,
@@ -979,6 +973,46 @@ pub async fn abandon_adjustment(
                                    'outcome', 'not_queued')
          FROM reverted",
         &[&id, &client_id, &key.as_str(), &to, &ADJUSTING, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One status change of a discrepancy made through the workflow (by a client, not by a run).
+struct StatusEvent<'a> {
+    id: Uuid,
+    actor: &'a str,
+    from: &'a str,
+    to: &'a str,
+    note: Option<&'a str>,
+    action: Option<&'a Value>,
+}
+
+/// Writes a workflow status change's history entry and its audit record (before and after the
+/// row), in the change's transaction.
+async fn record_status_change(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: &StatusEvent<'_>,
+    before: &Value,
+    after: &Value,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &change.id,
+            &change.actor,
+            &change.from,
+            &change.to,
+            &change.note,
+            &change.action,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO audit_log (client_id, action, entity, entity_id, before, after)
+         VALUES ($1, 'discrepancy.status', 'discrepancy', $2, $3, $4)",
+        &[&change.actor, &change.id.to_string(), before, after],
     )
     .await?;
     Ok(())
