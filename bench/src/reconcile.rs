@@ -12,7 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use shared::config::ReconcileConfig;
-use shared::reconcile::run::{self, AccountWindow};
+use shared::reconcile::report::{AccountWindow, RunTrigger};
+use shared::services::reconciliation as run;
 use shared::store;
 use shared::testkit;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -334,7 +335,7 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
         start: start_date(),
         end: date(DAYS - 1),
         as_of: date(DAYS + 10),
-        trigger: "api",
+        trigger: RunTrigger::Api,
     };
     let started = Instant::now();
     let result = run::reconcile_account(&pool, &settings, &window).await?;

@@ -3,6 +3,7 @@
 //! one outcome per message). Pure; the store writes the plan in one database transaction.
 
 mod batch;
+mod invariants;
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ pub use batch::{
     BalanceUpdate, BatchPlan, EntryRow, Outcome, Recorded, RecordedKeys, Settlement,
     TransactionRow, plan_batch,
 };
+pub use invariants::InvariantReport;
 
 /// Why a transfer was rejected. Recorded as FAILED with this code; never retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

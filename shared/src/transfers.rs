@@ -377,6 +377,20 @@ pub fn deduplication_id(client_id: &str, key: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// Where the status of the transfer accepted under `key` is read (`GET`), the key
+/// percent-encoded as one path segment.
+pub fn status_path(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "/api/v1/transactions/status/{}",
+        percent_encoding::utf8_percent_encode(key, SEGMENT)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

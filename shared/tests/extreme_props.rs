@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use shared::accounts::OverdraftLimit;
 use shared::ledger::{self, Decision, LockedAccount};
 use shared::money::{self, Currency, MAX_AMOUNT};
+use shared::reconcile::findings::FindingKind;
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
 use shared::reconcile::workflow;
 use shared::reconcile::{LedgerItem, MatchConfig, StatementLine, match_statement_lines, summarize};
@@ -220,7 +221,7 @@ proptest! {
         }
         for d in &outcome.discrepancies {
             let _ = d.amount_at_stake();
-            let _ = workflow::adjustment(d.kind.as_str(), d.expected, d.actual);
+            let _ = workflow::adjustment(FindingKind::Statement(d.kind), d.expected, d.actual);
         }
     }
 

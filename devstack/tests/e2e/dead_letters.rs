@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 use serde_json::json;
-use shared::reconcile::run;
+use shared::services::reconciliation as run;
 use shared::transfers::TransferMessage;
 
 use crate::helpers::Stack;

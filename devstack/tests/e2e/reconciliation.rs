@@ -6,10 +6,13 @@ use std::collections::BTreeSet;
 use chrono::{Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use shared::reconcile::discrepancies::{DiscrepancyFilter, StoredDiscrepancy};
 use shared::reconcile::import;
-use shared::reconcile::run::{self, AccountWindow};
+use shared::reconcile::report::{AccountWindow, RunTrigger};
 use shared::reconcile::statements::{ParseOptions, StatementFormat};
-use shared::store::reconciliation::{self as store, DiscrepancyFilter};
+use shared::reconcile::workflow::DiscrepancyStatus;
+use shared::services::reconciliation as run;
+use shared::store::reconciliation as store;
 use shared::testkit::{DEMO_CLIENT, TestEnv};
 use shared::transfers::{IdempotencyKey, TransferInput, TransferMessage};
 use uuid::Uuid;
@@ -101,17 +104,17 @@ pub async fn open(s: &Stack, ids: &[&str]) {
 
 /// What a discrepancy is about, for comparing with what was planted. Of two identical lines either
 /// may be the one reported as the duplicate, so a pair is named by both.
-fn subject(d: &store::DiscrepancyRow) -> (String, String) {
-    if d.kind == "DUPLICATE_IN_STATEMENT" {
+fn subject(d: &StoredDiscrepancy) -> (String, String) {
+    if d.kind.as_str() == "DUPLICATE_IN_STATEMENT" {
         let line = d.external_id.clone().unwrap_or_default();
-        return (d.kind.clone(), pair(&line));
+        return (d.kind.to_string(), pair(&line));
     }
     let about = match (&d.external_id, d.transaction_ids.first()) {
         (Some(line), _) => line.clone(),
         (None, Some(tx)) => tx.to_string(),
         (None, None) => d.account_id.clone().unwrap_or_default(),
     };
-    (d.kind.clone(), about)
+    (d.kind.to_string(), about)
 }
 
 fn pair(line: &str) -> String {
@@ -121,7 +124,7 @@ fn pair(line: &str) -> String {
 
 async fn open_discrepancies(env: &TestEnv) -> BTreeSet<(String, String)> {
     let filter = DiscrepancyFilter {
-        status: Some("OPEN".into()),
+        status: Some(DiscrepancyStatus::Open),
         ..Default::default()
     };
     let (rows, _) = store::list_discrepancies(&env.clients.db, DEMO_CLIENT, &filter, 500, None)
@@ -246,7 +249,7 @@ async fn planted_discrepancies_are_found_exactly_and_reruns_do_not_duplicate_the
         start: day(-1),
         end: day(1),
         as_of: day(10),
-        trigger: "api",
+        trigger: RunTrigger::Api,
     };
     // Before the grace period ends, the unbooked postings are pending, not missing (a run on the
     // day after the window).
@@ -319,7 +322,7 @@ async fn planted_discrepancies_are_found_exactly_and_reruns_do_not_duplicate_the
         &env.clients.db,
         DEMO_CLIENT,
         &DiscrepancyFilter {
-            status: Some("RESOLVED".into()),
+            status: Some(DiscrepancyStatus::Resolved),
             ..Default::default()
         },
         10,

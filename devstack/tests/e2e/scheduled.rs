@@ -3,7 +3,10 @@
 
 use http::StatusCode;
 use serde_json::json;
-use shared::store::reconciliation::{self as store, DiscrepancyFilter};
+use shared::reconcile::discrepancies::DiscrepancyFilter;
+use shared::reconcile::findings::FindingKind;
+use shared::reconcile::workflow::DiscrepancyStatus;
+use shared::store::reconciliation as store;
 use shared::testkit::DEMO_CLIENT;
 use tower::ServiceExt;
 
@@ -21,13 +24,13 @@ fn scheduled_event(offset_days: i64) -> serde_json::Value {
 
 async fn kinds(s: &Stack, status: &str) -> Vec<String> {
     let filter = DiscrepancyFilter {
-        status: Some(status.into()),
+        status: Some(DiscrepancyStatus::parse(status).expect("a status")),
         ..Default::default()
     };
     let (rows, _) = store::list_discrepancies(&s.env.clients.db, DEMO_CLIENT, &filter, 100, None)
         .await
         .unwrap();
-    let mut kinds: Vec<String> = rows.iter().map(|d| d.kind.clone()).collect();
+    let mut kinds: Vec<String> = rows.iter().map(|d| d.kind.to_string()).collect();
     kinds.sort();
     kinds
 }
@@ -131,7 +134,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
         &env.clients.db,
         DEMO_CLIENT,
         &DiscrepancyFilter {
-            kind: Some("DEAD_LETTERED".into()),
+            kind: Some(FindingKind::DEAD_LETTERED),
             ..Default::default()
         },
         10,

@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use shared::intake::IntakeError;
 use shared::reconcile::import::ImportError;
-use shared::reconcile::run::RunError;
+use shared::reconcile::workflow::DiscrepancyStatus;
+use shared::services::discrepancies::{ResolveError, Sent};
+use shared::services::reconciliation::RunError;
 use shared::store::StoreError;
 use shared::validation::ValidationError;
 
@@ -123,12 +125,6 @@ impl Problem {
     }
 }
 
-/// A PostgreSQL failure outside the store (a pool or transaction error): retryable, nothing was
-/// changed.
-pub(crate) fn db(e: impl std::fmt::Display) -> Problem {
-    Problem::unavailable("postgres", &e)
-}
-
 /// 400 for a query parameter that is not one this route understands.
 pub(crate) fn bad_parameter(name: &str, detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).field(name)
@@ -227,6 +223,88 @@ impl From<RunError> for Problem {
                 format!(
                     "the window's totals do not fit in a decimal ({e}); reconcile a smaller window"
                 ),
+            ),
+        }
+    }
+}
+
+/// A workflow change the discrepancy's status does not allow.
+fn invalid_transition(from: DiscrepancyStatus, to: DiscrepancyStatus) -> Problem {
+    let detail = if from == DiscrepancyStatus::Adjusting {
+        format!(
+            "a discrepancy that is ADJUSTING cannot become {to} by hand: its adjusting transfer decides (posted: RESOLVED; rejected: OPEN)"
+        )
+    } else {
+        format!(
+            "a discrepancy that is {from} cannot become {to} (OPEN -> INVESTIGATING -> RESOLVED | IGNORED; action adjust: ADJUSTING until its transfer posts)"
+        )
+    };
+    Problem::new(StatusCode::CONFLICT, "invalid_transition", detail).field("status")
+}
+
+/// A resolution refused, or one that sent something and then failed (the detail says so).
+impl From<ResolveError> for Problem {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::NotFound(id) => {
+                Problem::not_found("discrepancy_not_found", format!("no discrepancy {id}"))
+            }
+            ResolveError::Refused { from, to } => invalid_transition(from, to),
+            ResolveError::NotAdjustable { detail, reason } => {
+                let problem = Problem::unprocessable("not_adjustable", "action", detail);
+                match reason {
+                    Some(code) => problem.with("reason", json!(code)),
+                    None => problem,
+                }
+            }
+            ResolveError::AccountNotFound(id) => {
+                Problem::not_found("account_not_found", format!("no account {id}")).field("accountId")
+            }
+            ResolveError::SuspenseUnusable(detail) => {
+                Problem::unprocessable("suspense_account_unusable", "suspenseAccountId", detail)
+            }
+            ResolveError::AdjustmentInProgress(recorded) => Problem::new(
+                StatusCode::CONFLICT,
+                "adjustment_in_progress",
+                format!("an adjusting transfer against {recorded} is waiting to post for this discrepancy; it becomes RESOLVED when it posts (OPEN again if it is rejected)"),
+            )
+            .field("suspenseAccountId"),
+            ResolveError::NotRedrivable => Problem::unprocessable(
+                "not_redrivable",
+                "action",
+                "only a dead-lettered, well-formed transfer can be redriven (a malformed one would fail again: ignore it)",
+            ),
+            ResolveError::DeadLetterGone(detail) => {
+                Problem::new(StatusCode::CONFLICT, "dead_letter_gone", detail)
+            }
+            ResolveError::Store(e) => e.into(),
+            ResolveError::Intake(e) => e.into(),
+            ResolveError::Redrive(e) => {
+                let detail = if e.outcome_unknown() {
+                    "the queue did not answer: the transfer may have been redriven; resolve again with \
+                     the same request (the same deduplication id, and the ledger posts a key once)"
+                } else {
+                    "the queue refused the redrive, so nothing was sent; retry later"
+                };
+                Problem::unavailable_because("sqs", &e, detail)
+            }
+            ResolveError::NotRecorded {
+                sent: Sent::Adjustment,
+                error,
+            } => Problem::unavailable_because(
+                "postgres",
+                &error,
+                "the adjusting transfer was queued, but recording it failed; resolve again with the same \
+                 request: it resumes the same transfer",
+            ),
+            ResolveError::NotRecorded {
+                sent: Sent::Redrive,
+                error,
+            } => Problem::unavailable_because(
+                "postgres",
+                &error,
+                "the transfer was redriven, but recording it failed; resolving again with the same \
+                 request is safe (the same deduplication id, and the ledger posts a key once)",
             ),
         }
     }

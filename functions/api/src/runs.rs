@@ -8,10 +8,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::reconcile::discrepancies::StoredDiscrepancy;
 use shared::reconcile::export;
-use shared::reconcile::run::{self, AccountWindow};
+use shared::reconcile::report::{AccountWindow, RunTrigger};
+use shared::services::reconciliation;
 use shared::store::reconcile_requests as requests;
-use shared::store::reconciliation::{self as store, DiscrepancyRow};
+use shared::store::reconciliation as store;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -90,12 +92,14 @@ pub async fn reconcile(
         start,
         end,
         as_of: Utc::now().date_naive(),
-        trigger: "api",
+        trigger: RunTrigger::Api,
     };
     let settings = &state.config.reconcile;
-    if !run::fits_synchronously(&state.db, settings, &window.account_id, start, end).await? {
+    if !reconciliation::fits_synchronously(&state.db, settings, &window.account_id, start, end)
+        .await?
+    {
         // Too large to finish within the HTTP API's time limit: the reconciler runs it.
-        let run_id = run::queue_reconciliation(&state.db, &window).await?;
+        let run_id = reconciliation::queue_reconciliation(&state.db, &window).await?;
         tracing::info!(%run_id, account_id = %window.account_id, "reconciliation queued");
         let location = format!("/api/v1/reconciliations/{run_id}");
         return Ok((
@@ -113,7 +117,7 @@ pub async fn reconcile(
         )
             .into_response());
     }
-    let result = run::reconcile_account(&state.db, settings, &window).await?;
+    let result = reconciliation::reconcile_account(&state.db, settings, &window).await?;
     tracing::info!(run_id = %result.run_id, account_id = %window.account_id, "reconciliation run");
     let location = format!("/api/v1/reconciliations/{}", result.run_id);
     Ok((
@@ -178,7 +182,7 @@ pub async fn get(
             format!("no reconciliation {id}"),
         ));
     }
-    let discrepancies: Vec<DiscrepancyRow> = store::run_discrepancies(&state.db, run_id)
+    let discrepancies: Vec<StoredDiscrepancy> = store::run_discrepancies(&state.db, run_id)
         .await?
         .into_iter()
         .filter(|d| ledger_wide || d.client_id == client)

@@ -11,7 +11,7 @@ use shared::idempotency::Accepted;
 use shared::intake::{self, Intake};
 use shared::money::{Currency, format_amount};
 use shared::store::{accounts as account_store, intake as intake_store, transactions as tx_store};
-use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of};
+use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of, status_path};
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam};
@@ -26,18 +26,6 @@ pub struct SubmitBody {
 }
 
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-pub(crate) fn status_path(key: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    format!(
-        "/api/v1/transactions/status/{}",
-        percent_encoding::utf8_percent_encode(key, SEGMENT)
-    )
-}
 
 fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
     let poll = status_path(&accepted.idempotency_key);

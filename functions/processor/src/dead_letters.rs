@@ -11,8 +11,9 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use shared::clients::Clients;
+use shared::dead_letters::NewDeadLetter;
 use shared::metrics::Metrics;
-use shared::store::dead_letters::{self, NewDeadLetter};
+use shared::store::dead_letters;
 
 /// Handles one batch from the dead-letter queue.
 pub async fn handle(clients: &Clients, event: SqsEvent) -> SqsBatchResponse {

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use shared::clients::Clients;
 use shared::metrics::Metrics;
-use shared::reconcile::run;
+use shared::services::reconciliation;
 use tracing::Instrument;
 
 /// The day the schedule fired for: the event's `time` (so a retried invocation reconciles the same
@@ -42,7 +42,8 @@ pub async fn handle(clients: &Clients, event: Value) -> anyhow::Result<Value> {
 
 async fn handle_queued(clients: &Clients) -> anyhow::Result<Value> {
     let started = Instant::now();
-    let done = run::run_queued(&clients.db, &clients.config.reconcile, QUEUED_BUDGET).await?;
+    let done =
+        reconciliation::run_queued(&clients.db, &clients.config.reconcile, QUEUED_BUDGET).await?;
     let mut metrics = Metrics::new("reconciler");
     metrics.count("QueuedRuns", done.len() as u64);
     metrics.count(
@@ -59,8 +60,8 @@ async fn handle_daily(clients: &Clients, event: Value) -> anyhow::Result<Value> 
     let started = Instant::now();
     let today = scheduled_day(&event);
     let settings = &clients.config.reconcile;
-    let (start, end) = run::scheduled_window(today, settings);
-    let scheduled = run::reconcile_all(&clients.db, settings, today)
+    let (start, end) = reconciliation::scheduled_window(today, settings);
+    let scheduled = reconciliation::reconcile_all(&clients.db, settings, today)
         .instrument(tracing::info_span!("reconcile", %today, %start, %end))
         .await?;
     let results = &scheduled.runs;

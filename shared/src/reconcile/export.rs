@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use uuid::Uuid;
 
 use crate::money::format_amount;
-use crate::store::reconciliation::{DiscrepancyRow, MatchRow};
+use crate::reconcile::discrepancies::{MatchedPair, StoredDiscrepancy};
 
 /// The characters OWASP lists as starting a formula (or, for tab and CR, hiding one behind
 /// whitespace a spreadsheet strips).
@@ -43,7 +43,10 @@ pub const RUN_CSV_COLUMNS: [&str; 12] = [
 
 /// A run's report as CSV (`RUN_CSV_COLUMNS`): its matches, then its discrepancies, every cell
 /// neutralised against formula injection.
-pub fn run_csv(matches: &[MatchRow], discrepancies: &[DiscrepancyRow]) -> csv::Result<Vec<u8>> {
+pub fn run_csv(
+    matches: &[MatchedPair],
+    discrepancies: &[StoredDiscrepancy],
+) -> csv::Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
     write_row(&mut out, &RUN_CSV_COLUMNS)?;
     for m in matches {
@@ -51,7 +54,7 @@ pub fn run_csv(matches: &[MatchRow], discrepancies: &[DiscrepancyRow]) -> csv::R
             &mut out,
             &[
                 "MATCH",
-                &m.rule,
+                m.rule.as_str(),
                 "MATCHED",
                 &m.statement_line_id.to_string(),
                 &m.external_id,
@@ -72,8 +75,8 @@ pub fn run_csv(matches: &[MatchRow], discrepancies: &[DiscrepancyRow]) -> csv::R
             &mut out,
             &[
                 "DISCREPANCY",
-                &d.kind,
-                &d.status,
+                d.kind.as_str(),
+                d.status.as_str(),
                 &d.statement_line_id
                     .map(|i| i.to_string())
                     .unwrap_or_default(),

@@ -5,60 +5,106 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::findings::FindingKind;
+use super::matching::DiscrepancyKind;
 use crate::transfers::{IdempotencyKey, adjustment_key, adjustment_of};
 
-pub const STATUSES: [&str; 5] = ["OPEN", "INVESTIGATING", "ADJUSTING", "RESOLVED", "IGNORED"];
+/// Where a discrepancy is in the exception workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DiscrepancyStatus {
+    Open,
+    Investigating,
+    /// Resolving with an adjusting transfer: the discrepancy waits here until the processor has
+    /// decided the transfer (posted: RESOLVED; rejected: OPEN again, with the failure in its
+    /// history).
+    Adjusting,
+    Resolved,
+    Ignored,
+}
 
-/// Resolving with an adjusting transfer: the discrepancy waits here until the processor has
-/// decided the transfer (posted: RESOLVED; rejected: OPEN again, with the failure in its history).
-pub const ADJUSTING: &str = "ADJUSTING";
+impl DiscrepancyStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Open,
+        Self::Investigating,
+        Self::Adjusting,
+        Self::Resolved,
+        Self::Ignored,
+    ];
 
-/// The statuses a discrepancy may move to `to` from. RESOLVED and IGNORED are final. ADJUSTING is
-/// reached only with `action: adjust` and left only by the adjusting transfer's outcome
-/// (`adjustment_outcome`): nothing moves a discrepancy out of it by hand.
-pub fn allowed_from(to: &str) -> &'static [&'static str] {
-    match to {
-        "INVESTIGATING" => &["OPEN"],
-        "ADJUSTING" | "RESOLVED" | "IGNORED" => &["OPEN", "INVESTIGATING"],
-        _ => &[],
+    /// The statuses a client may set by hand (`POST /discrepancies/{id}/resolve`).
+    pub const SETTABLE: [Self; 3] = [Self::Investigating, Self::Resolved, Self::Ignored];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "OPEN",
+            Self::Investigating => "INVESTIGATING",
+            Self::Adjusting => "ADJUSTING",
+            Self::Resolved => "RESOLVED",
+            Self::Ignored => "IGNORED",
+        }
+    }
+
+    /// The status whose `as_str` is `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The statuses a discrepancy may move to `self` from. RESOLVED and IGNORED are final.
+    /// ADJUSTING is reached only with `action: adjust` and left only by the adjusting transfer's
+    /// outcome (`adjustment_outcome`): nothing moves a discrepancy out of it by hand.
+    pub fn allowed_from(self) -> &'static [Self] {
+        match self {
+            Self::Investigating => &[Self::Open],
+            Self::Adjusting | Self::Resolved | Self::Ignored => &[Self::Open, Self::Investigating],
+            Self::Open => &[],
+        }
+    }
+
+    /// Whether the workflow allows moving from `from` to `self`.
+    pub fn reachable_from(self, from: Self) -> bool {
+        self.allowed_from().contains(&from)
+    }
+
+    /// Where a discrepancy in this status goes once its adjusting transfer is decided
+    /// (`failure_code`: the rejection's code). A discrepancy in any status but ADJUSTING keeps it
+    /// (the transfer was accepted, so its money moves, and its history records that). The
+    /// processor applies this rule in SQL (`store::posting`), in the posting transaction.
+    pub fn adjustment_outcome(self, failure_code: Option<&str>) -> Self {
+        match (self, failure_code) {
+            (Self::Adjusting, None) => Self::Resolved,
+            (Self::Adjusting, Some(_)) => Self::Open,
+            (other, _) => other,
+        }
     }
 }
 
-/// Where an ADJUSTING discrepancy goes once its adjusting transfer is decided (`failure_code`:
-/// the rejection's code). A discrepancy in any other status keeps it (the transfer was accepted,
-/// so its money moves, and its history records that).
-pub fn adjustment_outcome<'a>(status: &'a str, failure_code: Option<&str>) -> &'a str {
-    match (status, failure_code) {
-        (ADJUSTING, None) => "RESOLVED",
-        (ADJUSTING, Some(_)) => "OPEN",
-        (other, _) => other,
+impl std::fmt::Display for DiscrepancyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
-
-/// The internal kinds the scheduled run checks ledger-wide.
-pub const INTERNAL_KINDS: [&str; 4] = [
-    "UNBALANCED_TRANSACTION",
-    "BALANCE_DRIFT",
-    "MISSING_LEDGER_ENTRY",
-    "DEAD_LETTERED",
-];
 
 /// How much an adjusting transfer must move into the account (negative: out of it) so the ledger
 /// agrees with the statement, for the kinds an adjustment can answer (`None` also when the
 /// difference does not fit in a decimal: no adjustment can carry it).
 pub fn adjustment(
-    kind: &str,
+    kind: FindingKind,
     expected: Option<Decimal>,
     actual: Option<Decimal>,
 ) -> Option<Decimal> {
+    let FindingKind::Statement(kind) = kind else {
+        // The ledger's own problems are not answered by moving money.
+        return None;
+    };
     let amount = match kind {
         // The bank moved money the ledger does not know about (or moved it twice).
-        "MISSING_IN_LEDGER" | "DUPLICATE_IN_STATEMENT" => actual?,
+        DiscrepancyKind::MissingInLedger | DiscrepancyKind::DuplicateInStatement => actual?,
         // The ledger has a posting the bank never made.
-        "MISSING_IN_STATEMENT" => -expected?,
+        DiscrepancyKind::MissingInStatement => -expected?,
         // Same payment, different amounts: post the difference.
-        "AMOUNT_MISMATCH" => actual?.checked_sub(expected?)?,
-        _ => return None,
+        DiscrepancyKind::AmountMismatch => actual?.checked_sub(expected?)?,
+        DiscrepancyKind::CurrencyMismatch => return None,
     };
     (!amount.is_zero()).then_some(amount)
 }
@@ -107,8 +153,8 @@ pub fn adjustment_legs(
 
 /// The suspense account an ADJUSTING discrepancy's in-flight transfer is against (its resolution
 /// records it); `None` for any other status.
-pub fn in_flight_suspense(status: &str, resolution: Option<&Value>) -> Option<String> {
-    (status == ADJUSTING)
+pub fn in_flight_suspense(status: DiscrepancyStatus, resolution: Option<&Value>) -> Option<String> {
+    (status == DiscrepancyStatus::Adjusting)
         .then(|| resolution?.get("suspenseAccountId")?.as_str())
         .flatten()
         .map(str::to_string)
@@ -192,11 +238,18 @@ mod tests {
         assert_eq!(in_flight_key(&json!({"idempotencyKey": "k"}), id), None);
         assert_eq!(in_flight_key(&json!({}), id), None);
         assert_eq!(
-            in_flight_suspense(ADJUSTING, Some(&resolution)).as_deref(),
+            in_flight_suspense(DiscrepancyStatus::Adjusting, Some(&resolution)).as_deref(),
             Some("suspense")
         );
-        assert_eq!(in_flight_suspense("OPEN", Some(&resolution)), None);
-        assert_eq!(in_flight_suspense(ADJUSTING, None), None);
+        assert_eq!(
+            in_flight_suspense(DiscrepancyStatus::Open, Some(&resolution)),
+            None
+        );
+        assert_eq!(in_flight_suspense(DiscrepancyStatus::Adjusting, None), None);
+    }
+
+    fn kind(text: &str) -> FindingKind {
+        FindingKind::parse(text).unwrap()
     }
 
     fn d(s: &str) -> Option<Decimal> {
@@ -205,53 +258,55 @@ mod tests {
 
     #[test]
     fn transitions() {
-        assert_eq!(allowed_from("INVESTIGATING"), ["OPEN"]);
-        assert_eq!(allowed_from("RESOLVED"), ["OPEN", "INVESTIGATING"]);
+        use DiscrepancyStatus::*;
+        assert_eq!(Investigating.allowed_from(), [Open]);
+        assert_eq!(Resolved.allowed_from(), [Open, Investigating]);
         assert!(
-            allowed_from("OPEN").is_empty(),
+            Open.allowed_from().is_empty(),
             "nothing goes back to OPEN by hand"
         );
-        assert!(allowed_from("DONE").is_empty());
-        assert_eq!(allowed_from(ADJUSTING), ["OPEN", "INVESTIGATING"]);
-        for to in STATUSES {
+        assert_eq!(Adjusting.allowed_from(), [Open, Investigating]);
+        for to in DiscrepancyStatus::ALL {
             assert!(
-                !allowed_from(to).contains(&ADJUSTING),
+                !to.reachable_from(Adjusting),
                 "nothing leaves ADJUSTING by hand ({to})"
             );
+            assert_eq!(DiscrepancyStatus::parse(to.as_str()), Some(to));
         }
-        assert_eq!(adjustment_outcome(ADJUSTING, None), "RESOLVED");
+        assert_eq!(DiscrepancyStatus::parse("DONE"), None);
+        assert_eq!(Adjusting.adjustment_outcome(None), Resolved);
         assert_eq!(
-            adjustment_outcome(ADJUSTING, Some("insufficient_funds")),
-            "OPEN"
+            Adjusting.adjustment_outcome(Some("insufficient_funds")),
+            Open
         );
-        assert_eq!(adjustment_outcome("IGNORED", None), "IGNORED");
-        assert_eq!(adjustment_outcome("RESOLVED", Some("x")), "RESOLVED");
+        assert_eq!(Ignored.adjustment_outcome(None), Ignored);
+        assert_eq!(Resolved.adjustment_outcome(Some("x")), Resolved);
     }
 
     #[test]
     fn adjustments_bring_the_ledger_to_the_statement() {
         assert_eq!(
-            adjustment("MISSING_IN_LEDGER", None, d("25.00")),
+            adjustment(kind("MISSING_IN_LEDGER"), None, d("25.00")),
             d("25.00")
         );
         assert_eq!(
-            adjustment("MISSING_IN_LEDGER", None, d("-4.10")),
+            adjustment(kind("MISSING_IN_LEDGER"), None, d("-4.10")),
             d("-4.10")
         );
         assert_eq!(
-            adjustment("MISSING_IN_STATEMENT", d("30.00"), None),
+            adjustment(kind("MISSING_IN_STATEMENT"), d("30.00"), None),
             d("-30.00")
         );
         assert_eq!(
-            adjustment("AMOUNT_MISMATCH", d("100.00"), d("99.50")),
+            adjustment(kind("AMOUNT_MISMATCH"), d("100.00"), d("99.50")),
             d("-0.50")
         );
         assert_eq!(
-            adjustment("DUPLICATE_IN_STATEMENT", None, d("12.00")),
+            adjustment(kind("DUPLICATE_IN_STATEMENT"), None, d("12.00")),
             d("12.00")
         );
-        assert_eq!(adjustment("CURRENCY_MISMATCH", d("1"), d("1")), None);
-        assert_eq!(adjustment("BALANCE_DRIFT", None, None), None);
-        assert_eq!(adjustment("AMOUNT_MISMATCH", d("1"), d("1.00")), None);
+        assert_eq!(adjustment(kind("CURRENCY_MISMATCH"), d("1"), d("1")), None);
+        assert_eq!(adjustment(kind("BALANCE_DRIFT"), None, None), None);
+        assert_eq!(adjustment(kind("AMOUNT_MISMATCH"), d("1"), d("1.00")), None);
     }
 }

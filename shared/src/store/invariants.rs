@@ -1,31 +1,8 @@
 //! The ledger's invariants, checked in SQL over the whole database. Tests run this after every
 //! posting scenario; the reconciler reports what it finds as internal discrepancies.
 
-use rust_decimal::Decimal;
-use uuid::Uuid;
-
 use super::{PgPool, StoreError};
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InvariantReport {
-    /// Transactions whose entries do not sum to zero or are not exactly one debit and one credit,
-    /// and entries whose transaction does not exist.
-    pub unbalanced_transactions: Vec<Uuid>,
-    /// COMPLETED transactions without entries, or FAILED ones with entries.
-    pub missing_ledger_entries: Vec<Uuid>,
-    /// (account, stored balance, sum of entries, last balance_after) where those disagree.
-    pub balance_drift: Vec<(String, Decimal, Decimal, Decimal)>,
-    /// (currency, sum of all balances) where it is not zero.
-    pub currency_imbalance: Vec<(String, Decimal)>,
-    /// Accounts below their overdraft limit.
-    pub overdrawn_accounts: Vec<String>,
-}
-
-impl InvariantReport {
-    pub fn holds(&self) -> bool {
-        *self == Self::default()
-    }
-}
+use crate::ledger::InvariantReport;
 
 pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
     let conn = pool.get().await?;

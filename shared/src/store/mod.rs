@@ -33,6 +33,9 @@ pub enum StoreError {
     Db(#[from] tokio_postgres::Error),
     #[error("{0}")]
     Conflict(String),
+    /// A stored value this code cannot read (written by another version, or by hand).
+    #[error("stored data not understood: {0}")]
+    Decode(String),
 }
 
 impl StoreError {

@@ -14,8 +14,14 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{PgPool, StoreError};
+use crate::reconcile::discrepancies::{
+    AdjustmentStart, DiscrepancyFilter, HistoryEntry, MatchedPair, RunRecord, Scope, StatusChange,
+    StoredDiscrepancy, StoredRun,
+};
+use crate::reconcile::findings::{Finding, FindingKind, Owners};
+use crate::reconcile::report::DiscrepancyChanges;
 use crate::reconcile::statements::{ParsedLine, StatementFormat};
-use crate::reconcile::workflow::ADJUSTING;
+use crate::reconcile::workflow::DiscrepancyStatus;
 use crate::reconcile::{LedgerItem, Match, MatchRule, StatementLine};
 use crate::transfers::{IdempotencyKey, adjustment_key};
 
@@ -232,61 +238,44 @@ pub async fn accounts_with_statements(pool: &PgPool) -> Result<Vec<(String, Stri
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Who owns the transactions and accounts an invariant check names (`InvariantReport::
+/// transactions_named`, `accounts_named`).
+pub async fn owners(
+    pool: &PgPool,
+    transactions: Vec<Uuid>,
+    accounts: Vec<String>,
+) -> Result<Owners, StoreError> {
+    let mut owners = Owners::default();
+    if transactions.is_empty() && accounts.is_empty() {
+        return Ok(owners);
+    }
+    let conn = pool.get().await?;
+    if !transactions.is_empty() {
+        let rows = conn
+            .query(
+                "SELECT id, client_id, source_account_id FROM transactions WHERE id = ANY($1)",
+                &[&transactions],
+            )
+            .await?;
+        owners.transactions = rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+    }
+    if !accounts.is_empty() {
+        let rows = conn
+            .query(
+                "SELECT id, client_id FROM accounts WHERE id = ANY($1)",
+                &[&accounts],
+            )
+            .await?;
+        owners.accounts = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    }
+    Ok(owners)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runs and discrepancies
-
-/// A discrepancy as a run found it, ready to store.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
-    pub client_id: String,
-    pub account_id: Option<String>,
-    pub kind: String,
-    pub fingerprint: String,
-    pub booked_on: Option<NaiveDate>,
-    pub statement_line_id: Option<i64>,
-    pub transaction_ids: Vec<Uuid>,
-    pub expected: Option<Decimal>,
-    pub actual: Option<Decimal>,
-    pub currency: Option<String>,
-    pub detail: String,
-    pub data: Value,
-}
-
-/// Which open discrepancies a run speaks for: those it did not see again are cleared by it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Scope {
-    /// One account's statement window: its external kinds booked in the window, and its balance.
-    AccountWindow {
-        client_id: String,
-        account_id: String,
-        from: NaiveDate,
-        to: NaiveDate,
-        kinds: Vec<String>,
-    },
-    /// The ledger-wide internal checks of the scheduled run.
-    Kinds(Vec<String>),
-}
-
-#[derive(Clone, Debug)]
-pub struct RunRecord {
-    pub id: Uuid,
-    pub client_id: String,
-    pub account_id: Option<String>,
-    pub trigger: &'static str,
-    pub window_start: NaiveDate,
-    pub window_end: NaiveDate,
-    pub as_of: NaiveDate,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SaveStats {
-    pub new: usize,
-    pub seen_again: usize,
-    pub reopened: usize,
-    pub cleared: usize,
-}
 
 pub const SYSTEM_ACTOR: &str = "reconciler";
 
@@ -300,7 +289,7 @@ pub async fn save_run(
     matches: &[Match],
     findings: &[Finding],
     scope: &Scope,
-) -> Result<SaveStats, StoreError> {
+) -> Result<DiscrepancyChanges, StoreError> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     tx.execute(
@@ -311,7 +300,7 @@ pub async fn save_run(
             &run.id,
             &run.client_id,
             &run.account_id,
-            &run.trigger,
+            &run.trigger.as_str(),
             &run.window_start,
             &run.window_end,
             &run.as_of,
@@ -332,7 +321,7 @@ pub async fn save_run(
         .await?;
     }
 
-    let mut stats = SaveStats::default();
+    let mut stats = DiscrepancyChanges::default();
     if !findings.is_empty() {
         let col = |f: fn(&Finding) -> Value| findings.iter().map(f).collect::<Vec<Value>>();
         let ids: Vec<Uuid> = findings.iter().map(|_| Uuid::now_v7()).collect();
@@ -402,7 +391,7 @@ pub async fn save_run(
             } else if r.get::<_, bool>(3) {
                 stats.reopened += 1;
                 event_ids.push(id);
-                event_from.push(Some("RESOLVED"));
+                event_from.push(Some(DiscrepancyStatus::Resolved.as_str()));
                 event_note.push("found again after being cleared");
             } else {
                 stats.seen_again += 1;
@@ -441,6 +430,7 @@ pub async fn save_run(
         ),
         Scope::Kinds(kinds) => (None, None, None, None, kinds),
     };
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     let cleared = tx
         .query(
             "WITH cleared AS (
@@ -460,20 +450,12 @@ pub async fn save_run(
              SELECT id, $7, status, 'RESOLVED', 'no longer found: cleared by this run',
                     jsonb_build_object('clearedByRun', $1::uuid)
              FROM cleared RETURNING discrepancy_id",
-            &[&run.id, &client, &account, &from, &to, kinds, &SYSTEM_ACTOR],
+            &[&run.id, &client, &account, &from, &to, &kinds, &SYSTEM_ACTOR],
         )
         .await?;
     stats.cleared = cleared.len();
     tx.commit().await?;
     Ok(stats)
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunRow {
-    pub id: Uuid,
-    pub client_id: String,
-    pub account_id: Option<String>,
-    pub report: Value,
 }
 
 /// The client's own run, or the ledger-wide run (no account); the caller decides who may read the
@@ -482,7 +464,7 @@ pub async fn get_run(
     pool: &PgPool,
     client_id: &str,
     id: Uuid,
-) -> Result<Option<RunRow>, StoreError> {
+) -> Result<Option<StoredRun>, StoreError> {
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
@@ -491,7 +473,7 @@ pub async fn get_run(
             &[&id, &client_id],
         )
         .await?;
-    Ok(row.map(|r| RunRow {
+    Ok(row.map(|r| StoredRun {
         id: r.get(0),
         client_id: r.get(1),
         account_id: r.get(2),
@@ -499,19 +481,8 @@ pub async fn get_run(
     }))
 }
 
-/// One matched pair of a run, with the line's details, for exports.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MatchRow {
-    pub statement_line_id: i64,
-    pub external_id: String,
-    pub booked_on: NaiveDate,
-    pub amount: Decimal,
-    pub currency: String,
-    pub transaction_id: Uuid,
-    pub rule: String,
-}
-
-pub async fn run_matches(pool: &PgPool, run_id: Uuid) -> Result<Vec<MatchRow>, StoreError> {
+/// A run's matched pairs with their lines' details.
+pub async fn run_matches(pool: &PgPool, run_id: Uuid) -> Result<Vec<MatchedPair>, StoreError> {
     let conn = pool.get().await?;
     let chunks = conn
         .query(
@@ -537,14 +508,14 @@ pub async fn run_matches(pool: &PgPool, run_id: Uuid) -> Result<Vec<MatchRow>, S
         .into_iter()
         .filter_map(|(line, transaction_id, rule)| {
             let (external_id, booked_on, amount, currency) = lines.get(&line)?.clone();
-            Some(MatchRow {
+            Some(MatchedPair {
                 statement_line_id: line,
                 external_id,
                 booked_on,
                 amount,
                 currency,
                 transaction_id,
-                rule: rule.as_str().to_string(),
+                rule,
             })
         })
         .collect())
@@ -595,41 +566,17 @@ pub fn unpack_matches(chunk: &[u8]) -> impl Iterator<Item = (i64, Uuid, MatchRul
     })
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct DiscrepancyRow {
-    pub id: Uuid,
-    pub client_id: String,
-    pub account_id: Option<String>,
-    pub kind: String,
-    pub status: String,
-    pub booked_on: Option<NaiveDate>,
-    pub statement_line_id: Option<i64>,
-    pub external_id: Option<String>,
-    pub transaction_ids: Vec<Uuid>,
-    pub expected: Option<Decimal>,
-    pub actual: Option<Decimal>,
-    pub currency: Option<String>,
-    pub detail: String,
-    pub data: Value,
-    pub first_seen_run: Uuid,
-    pub last_seen_run: Uuid,
-    pub cleared_by_run: Option<Uuid>,
-    pub resolution: Option<Value>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 const DISCREPANCY_COLUMNS: &str = "d.id, d.client_id, d.account_id, d.kind, d.status, d.booked_on,
     d.statement_line_id, l.external_id, d.transaction_ids, d.expected, d.actual, d.currency, d.detail,
     d.data, d.first_seen_run, d.last_seen_run, d.cleared_by_run, d.resolution, d.created_at, d.updated_at";
 
-fn discrepancy_row(r: &tokio_postgres::Row) -> DiscrepancyRow {
-    DiscrepancyRow {
+fn discrepancy_row(r: &tokio_postgres::Row) -> Result<StoredDiscrepancy, StoreError> {
+    Ok(StoredDiscrepancy {
         id: r.get(0),
         client_id: r.get(1),
         account_id: r.get(2),
-        kind: r.get(3),
-        status: r.get(4),
+        kind: kind(r.get(3))?,
+        status: status(r.get(4))?,
         booked_on: r.get(5),
         statement_line_id: r.get(6),
         external_id: r.get(7),
@@ -645,13 +592,23 @@ fn discrepancy_row(r: &tokio_postgres::Row) -> DiscrepancyRow {
         resolution: r.get(17),
         created_at: r.get(18),
         updated_at: r.get(19),
-    }
+    })
+}
+
+fn kind(stored: &str) -> Result<FindingKind, StoreError> {
+    FindingKind::parse(stored)
+        .ok_or_else(|| StoreError::Decode(format!("unknown discrepancy kind {stored:?}")))
+}
+
+fn status(stored: &str) -> Result<DiscrepancyStatus, StoreError> {
+    DiscrepancyStatus::parse(stored)
+        .ok_or_else(|| StoreError::Decode(format!("unknown discrepancy status {stored:?}")))
 }
 
 pub async fn run_discrepancies(
     pool: &PgPool,
     run_id: Uuid,
-) -> Result<Vec<DiscrepancyRow>, StoreError> {
+) -> Result<Vec<StoredDiscrepancy>, StoreError> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
@@ -664,14 +621,7 @@ pub async fn run_discrepancies(
             &[&run_id],
         )
         .await?;
-    Ok(rows.iter().map(discrepancy_row).collect())
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DiscrepancyFilter {
-    pub status: Option<String>,
-    pub account_id: Option<String>,
-    pub kind: Option<String>,
+    rows.iter().map(discrepancy_row).collect()
 }
 
 /// A page of the client's discrepancies, oldest first, keyset on (created_at, id).
@@ -681,7 +631,7 @@ pub async fn list_discrepancies(
     filter: &DiscrepancyFilter,
     limit: usize,
     after: Option<(DateTime<Utc>, Uuid)>,
-) -> Result<(Vec<DiscrepancyRow>, Option<(DateTime<Utc>, Uuid)>), StoreError> {
+) -> Result<(Vec<StoredDiscrepancy>, Option<(DateTime<Utc>, Uuid)>), StoreError> {
     let conn = pool.get().await?;
     let (after_at, after_id) = after.map_or((None, Uuid::nil()), |(a, i)| (Some(a), i));
     let rows = conn
@@ -698,16 +648,19 @@ pub async fn list_discrepancies(
             ),
             &[
                 &client_id,
-                &filter.status,
+                &filter.status.map(DiscrepancyStatus::as_str),
                 &filter.account_id,
-                &filter.kind,
+                &filter.kind.map(FindingKind::as_str),
                 &after_at,
                 &after_id,
                 &((limit + 1) as i64),
             ],
         )
         .await?;
-    let mut items: Vec<DiscrepancyRow> = rows.iter().map(discrepancy_row).collect();
+    let mut items = rows
+        .iter()
+        .map(discrepancy_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let next = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|d| (d.created_at, d.id))
@@ -717,22 +670,12 @@ pub async fn list_discrepancies(
     Ok((items, next))
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventRow {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
-    pub note: Option<String>,
-    pub action: Option<Value>,
-}
-
 /// One of the client's discrepancies with its history.
 pub async fn get_discrepancy(
     pool: &PgPool,
     client_id: &str,
     id: Uuid,
-) -> Result<Option<(DiscrepancyRow, Vec<EventRow>)>, StoreError> {
+) -> Result<Option<(StoredDiscrepancy, Vec<HistoryEntry>)>, StoreError> {
     let conn = pool.get().await?;
     let Some(row) = conn
         .query_opt(
@@ -755,41 +698,29 @@ pub async fn get_discrepancy(
         )
         .await?
         .iter()
-        .map(|r| EventRow {
-            at: r.get(0),
-            actor: r.get(1),
-            from_status: r.get(2),
-            to_status: r.get(3),
-            note: r.get(4),
-            action: r.get(5),
+        .map(|r| {
+            Ok(HistoryEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                from_status: r.get::<_, Option<&str>>(2).map(status).transpose()?,
+                to_status: status(r.get(3))?,
+                note: r.get(4),
+                action: r.get(5),
+            })
         })
-        .collect();
-    Ok(Some((discrepancy_row(&row), events)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some((discrepancy_row(&row)?, events)))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatusChange {
-    NotFound,
-    /// It already had that status: nothing recorded.
-    Unchanged,
-    Changed {
-        from: String,
-    },
-    /// The workflow does not allow moving from `from` to the requested status.
-    Refused {
-        from: String,
-    },
-}
-
-/// Moves a discrepancy to `to` if its current status is in `allowed_from`, recording who, when,
-/// why and what was done (in its history and the audit log).
+/// Moves a discrepancy to `to` if the workflow allows it from its current status
+/// (`DiscrepancyStatus::reachable_from`), recording who, when, why and what was done (in its
+/// history and the audit log).
 #[allow(clippy::too_many_arguments)]
 pub async fn set_status(
     pool: &PgPool,
     client_id: &str,
     id: Uuid,
-    to: &str,
-    allowed_from: &[&str],
+    to: DiscrepancyStatus,
     note: Option<&str>,
     action: Option<&Value>,
     resolution: Option<&Value>,
@@ -805,12 +736,12 @@ pub async fn set_status(
     else {
         return Ok(StatusChange::NotFound);
     };
-    let from: String = row.get(0);
+    let from = status(row.get(0))?;
     let before: Value = row.get(1);
     if from == to {
         return Ok(StatusChange::Unchanged);
     }
-    if !allowed_from.contains(&from.as_str()) {
+    if !to.reachable_from(from) {
         return Ok(StatusChange::Refused { from });
     }
     let after: Value = tx
@@ -818,14 +749,14 @@ pub async fn set_status(
             "UPDATE discrepancies d SET status = $2, updated_at = now(),
                  resolution = COALESCE($3, d.resolution)
              WHERE id = $1 RETURNING to_jsonb(d)",
-            &[&id, &to, &resolution],
+            &[&id, &to.as_str(), &resolution],
         )
         .await?
         .get(0);
     let change = StatusEvent {
         id,
         actor: client_id,
-        from: &from,
+        from,
         to,
         note,
         action,
@@ -833,27 +764,6 @@ pub async fn set_status(
     record_status_change(&tx, &change, &before, &after).await?;
     tx.commit().await?;
     Ok(StatusChange::Changed { from })
-}
-
-/// What `begin_adjustment` did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AdjustmentStart {
-    NotFound,
-    /// The workflow does not allow an adjustment from `from`.
-    Refused {
-        from: String,
-    },
-    /// An adjusting transfer is already waiting for its outcome: its resolution (the same
-    /// transfer, the same key).
-    InFlight {
-        resolution: Value,
-    },
-    /// Moved from `from` to ADJUSTING; the transfer goes under `key`, recorded in `resolution`.
-    Started {
-        from: String,
-        key: IdempotencyKey,
-        resolution: Value,
-    },
 }
 
 /// Moves a discrepancy to ADJUSTING before its adjusting transfer is queued (so the processor,
@@ -865,7 +775,6 @@ pub async fn begin_adjustment(
     pool: &PgPool,
     client_id: &str,
     id: Uuid,
-    allowed_from: &[&str],
     note: Option<&str>,
     plan: &Value,
 ) -> Result<AdjustmentStart, StoreError> {
@@ -882,13 +791,13 @@ pub async fn begin_adjustment(
     else {
         return Ok(AdjustmentStart::NotFound);
     };
-    let from: String = row.get(0);
-    if from == ADJUSTING {
+    let from = status(row.get(0))?;
+    if from == DiscrepancyStatus::Adjusting {
         return Ok(AdjustmentStart::InFlight {
             resolution: row.get::<_, Option<Value>>(2).unwrap_or(Value::Null),
         });
     }
-    if !allowed_from.contains(&from.as_str()) {
+    if !DiscrepancyStatus::Adjusting.reachable_from(from) {
         return Ok(AdjustmentStart::Refused { from });
     }
     let before: Value = row.get(1);
@@ -906,15 +815,15 @@ pub async fn begin_adjustment(
         .query_one(
             "UPDATE discrepancies d SET status = $2, updated_at = now(), resolution = $3
              WHERE id = $1 RETURNING to_jsonb(d)",
-            &[&id, &ADJUSTING, &resolution],
+            &[&id, &DiscrepancyStatus::Adjusting.as_str(), &resolution],
         )
         .await?
         .get(0);
     let change = StatusEvent {
         id,
         actor: client_id,
-        from: &from,
-        to: ADJUSTING,
+        from,
+        to: DiscrepancyStatus::Adjusting,
         note,
         action: Some(&resolution),
     };
@@ -955,7 +864,7 @@ pub async fn abandon_adjustment(
     client_id: &str,
     id: Uuid,
     key: &IdempotencyKey,
-    to: &str,
+    to: DiscrepancyStatus,
     reason: &str,
 ) -> Result<(), StoreError> {
     let conn = pool.get().await?;
@@ -972,7 +881,14 @@ pub async fn abandon_adjustment(
                 jsonb_build_object('action', 'adjust', 'idempotencyKey', $3::text,
                                    'outcome', 'not_queued')
          FROM reverted",
-        &[&id, &client_id, &key.as_str(), &to, &ADJUSTING, &reason],
+        &[
+            &id,
+            &client_id,
+            &key.as_str(),
+            &to.as_str(),
+            &DiscrepancyStatus::Adjusting.as_str(),
+            &reason,
+        ],
     )
     .await?;
     Ok(())
@@ -982,8 +898,8 @@ pub async fn abandon_adjustment(
 struct StatusEvent<'a> {
     id: Uuid,
     actor: &'a str,
-    from: &'a str,
-    to: &'a str,
+    from: DiscrepancyStatus,
+    to: DiscrepancyStatus,
     note: Option<&'a str>,
     action: Option<&'a Value>,
 }
@@ -1002,8 +918,8 @@ async fn record_status_change(
         &[
             &change.id,
             &change.actor,
-            &change.from,
-            &change.to,
+            &change.from.as_str(),
+            &change.to.as_str(),
             &change.note,
             &change.action,
         ],
@@ -1016,15 +932,6 @@ async fn record_status_change(
     )
     .await?;
     Ok(())
-}
-
-/// Counts of discrepancies per kind found by a run, with totals, for metrics.
-pub fn count_by_kind(findings: &[Finding]) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for f in findings {
-        *out.entry(f.kind.clone()).or_default() += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use http::StatusCode;
 use serde_json::json;
-use shared::reconcile::run;
+use shared::services::reconciliation as run;
 use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN, OTHER_TOKEN};
 
 use crate::helpers::{TestApp, post_request};

@@ -4,7 +4,8 @@
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use shared::store::reconciliation::{self as store, AdjustmentStart};
+use shared::reconcile::discrepancies::AdjustmentStart;
+use shared::store::reconciliation as store;
 use shared::testkit::{DEMO_CLIENT, TestEnv};
 use shared::transfers::{IdempotencyKey, TransferInput, TransferMessage};
 use uuid::Uuid;
@@ -40,16 +41,9 @@ async fn discrepancy(env: &TestEnv, amount: &str) -> Uuid {
 /// Moves the discrepancy to ADJUSTING as the API does; returns the adjusting transfer's message.
 async fn begin(env: &TestEnv, id: Uuid, source: &str, amount: &str) -> TransferMessage {
     let plan = json!({"suspenseAccountId": source, "transfer": {"amount": amount}});
-    let start = store::begin_adjustment(
-        &env.clients.db,
-        DEMO_CLIENT,
-        id,
-        &["OPEN", "INVESTIGATING"],
-        Some("post it"),
-        &plan,
-    )
-    .await
-    .unwrap();
+    let start = store::begin_adjustment(&env.clients.db, DEMO_CLIENT, id, Some("post it"), &plan)
+        .await
+        .unwrap();
     let AdjustmentStart::Started { key, .. } = start else {
         panic!("{start:?}");
     };
@@ -74,12 +68,16 @@ async fn status_and_history(env: &TestEnv, id: Uuid) -> (String, Value, Vec<(Str
         .iter()
         .map(|e| {
             (
-                format!("{:?}->{}", e.from_status.as_deref(), e.to_status),
+                format!("{:?}->{}", e.from_status.map(|s| s.as_str()), e.to_status),
                 e.note.clone().unwrap_or_default(),
             )
         })
         .collect();
-    (d.status, d.resolution.unwrap_or(Value::Null), history)
+    (
+        d.status.to_string(),
+        d.resolution.unwrap_or(Value::Null),
+        history,
+    )
 }
 
 async fn adjusts_column(env: &TestEnv, key: &str) -> Option<Uuid> {

@@ -1,7 +1,8 @@
 //! The dead-letters function: batches from the dead-letter queue recorded in PostgreSQL (under the
 //! app role), idempotently, whatever the bodies hold.
 
-use shared::store::dead_letters::{self, LetterStatus};
+use shared::dead_letters::{self as letters, LetterStatus};
+use shared::store::dead_letters;
 use shared::testkit::TestEnv;
 
 use crate::helpers::{bodies, event, message};
@@ -75,7 +76,7 @@ async fn malformed_bodies_and_bodies_postgres_cannot_store_are_recorded_as_recei
         .unwrap()
         .unwrap();
     assert!(nul.body_escaped);
-    assert_eq!(dead_letters::decode_body(&nul.body, true), weird[2]);
+    assert_eq!(letters::decode_body(&nul.body, true), weird[2]);
     assert_eq!(nul.transfer(), None);
     let plain = dead_letters::get(&env.clients.db, "m0")
         .await

@@ -89,7 +89,7 @@ pub(crate) struct CurrencyTally {
 
 /// Count and money at stake (`Discrepancy::amount_at_stake`) per kind and currency, in one pass in
 /// the given order: the one rule behind [`summarize`] and the run report's per-kind totals
-/// (`reconcile::run`). Every kind, in `DiscrepancyKind::ALL` order, with a zero count when absent.
+/// (`reconcile::report`). Every kind, in `DiscrepancyKind::ALL` order, with a zero count when absent.
 /// Sums are exact: a net total that does not fit is an `AmountOverflow` naming the kind, never a
 /// wrapped or saturated sum.
 pub(crate) fn tally_by_kind<'a>(
