@@ -8,7 +8,6 @@ pub mod clients;
 pub mod config;
 pub mod dead_letters;
 pub mod idempotency;
-pub mod intake;
 pub mod ledger;
 pub mod metrics;
 pub mod money;

@@ -6,7 +6,7 @@ use serde_json::json;
 use shared::reconcile::discrepancies::DiscrepancyFilter;
 use shared::reconcile::findings::FindingKind;
 use shared::reconcile::workflow::DiscrepancyStatus;
-use shared::store::reconciliation as store;
+use shared::store::discrepancies as store;
 use shared::testkit::DEMO_CLIENT;
 use tower::ServiceExt;
 

@@ -13,7 +13,7 @@ use shared::reconcile::discrepancies::{
 use shared::reconcile::findings::FindingKind;
 use shared::reconcile::workflow::DiscrepancyStatus;
 use shared::services::discrepancies::{self, Action};
-use shared::store::reconciliation as store;
+use shared::store::discrepancies as store;
 use uuid::Uuid;
 
 use crate::AppState;

@@ -4,11 +4,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use shared::intake::IntakeError;
-use shared::reconcile::import::ImportError;
 use shared::reconcile::workflow::DiscrepancyStatus;
 use shared::services::discrepancies::{ResolveError, Sent};
+use shared::services::intake::IntakeError;
 use shared::services::reconciliation::RunError;
+use shared::services::statements::ImportError;
 use shared::store::StoreError;
 use shared::validation::ValidationError;
 

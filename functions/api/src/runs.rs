@@ -13,7 +13,7 @@ use shared::reconcile::export;
 use shared::reconcile::report::{AccountWindow, RunTrigger};
 use shared::services::reconciliation;
 use shared::store::reconcile_requests as requests;
-use shared::store::reconciliation as store;
+use shared::store::{discrepancies, runs};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -151,7 +151,7 @@ pub async fn get(
             .is_some_and(|a| a.contains("text/csv")),
     };
     let run_id = parse_uuid(&id, "reconciliation_not_found", "reconciliation")?;
-    let Some(run) = store::get_run(&state.db, &client, run_id).await? else {
+    let Some(run) = runs::get_run(&state.db, &client, run_id).await? else {
         // Not run yet (or it failed): a queued request of this client's, or nothing.
         let request = requests::get(&state.db, &client, run_id)
             .await?
@@ -182,7 +182,7 @@ pub async fn get(
             format!("no reconciliation {id}"),
         ));
     }
-    let discrepancies: Vec<StoredDiscrepancy> = store::run_discrepancies(&state.db, run_id)
+    let discrepancies: Vec<StoredDiscrepancy> = discrepancies::run_discrepancies(&state.db, run_id)
         .await?
         .into_iter()
         .filter(|d| ledger_wide || d.client_id == client)
@@ -192,7 +192,7 @@ pub async fn get(
         return Ok(Json(json!({"run": run.report, "discrepancies": items})).into_response());
     }
     let matches = if run.client_id == client {
-        store::run_matches(&state.db, run_id).await?
+        runs::run_matches(&state.db, run_id).await?
     } else {
         Vec::new()
     };

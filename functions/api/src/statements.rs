@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use shared::money::Currency;
-use shared::reconcile::import;
 use shared::reconcile::statements::{self, ParseOptions, StatementFormat};
+use shared::services::statements as statement_import;
 
 use crate::AppState;
 use crate::accounts::visible_account;
@@ -190,7 +190,7 @@ pub async fn import(
 ) -> ApiResult<Response> {
     let req = import_request(&headers, query.as_deref(), &body)?;
     let account = visible_account(&state, &client, &req.account_id, Some("accountId")).await?;
-    let result = import::import_statement(
+    let result = statement_import::import_statement(
         &state.db,
         &client,
         &account.id,

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
 use shared::idempotency::Accepted;
-use shared::intake::{self, Intake};
 use shared::money::{Currency, format_amount};
+use shared::services::intake::{self, Intake};
 use shared::store::{accounts as account_store, intake as intake_store, transactions as tx_store};
 use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of, status_path};
 

@@ -8,7 +8,6 @@
 pub mod discrepancies;
 pub mod export;
 pub mod findings;
-pub mod import;
 pub mod matching;
 pub mod report;
 pub mod statements;

@@ -6,9 +6,9 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::intake::{self, Intake, IntakeError};
 use crate::clients::Clients;
 use crate::dead_letters::{RedriveCheck, redrive_deduplication_id};
-use crate::intake::{self, Intake, IntakeError};
 use crate::money::{Currency, format_amount};
 use crate::queue::QueueError;
 use crate::reconcile::discrepancies::{AdjustmentStart, StatusChange, StoredDiscrepancy};
@@ -118,7 +118,7 @@ pub async fn set_status(
     to: DiscrepancyStatus,
     note: Option<&str>,
 ) -> Result<StatusChange, StoreError> {
-    store::reconciliation::set_status(&clients.db, client, id, to, note, None, None).await
+    store::discrepancies::set_status(&clients.db, client, id, to, note, None, None).await
 }
 
 /// Moves the discrepancy to `to`, recording `resolution` (what was done) with it.
@@ -130,16 +130,9 @@ async fn change_status(
     note: Option<&str>,
     resolution: Option<&Value>,
 ) -> Result<(), ResolveError> {
-    let change = store::reconciliation::set_status(
-        &clients.db,
-        client,
-        id,
-        to,
-        note,
-        resolution,
-        resolution,
-    )
-    .await?;
+    let change =
+        store::discrepancies::set_status(&clients.db, client, id, to, note, resolution, resolution)
+            .await?;
     match change {
         StatusChange::Changed { .. } | StatusChange::Unchanged => Ok(()),
         StatusChange::NotFound => Err(ResolveError::NotFound(id)),
@@ -174,7 +167,7 @@ async fn adjust(
     let (transfer, plan) =
         plan_adjustment(clients, client, d, in_flight_suspense.or(suspense)).await?;
     let start =
-        store::reconciliation::begin_adjustment(&clients.db, client, d.id, note, &plan).await?;
+        store::discrepancies::begin_adjustment(&clients.db, client, d.id, note, &plan).await?;
     let (key, from) = match start {
         AdjustmentStart::NotFound => return Err(ResolveError::NotFound(d.id)),
         AdjustmentStart::Refused { from } => {
@@ -226,7 +219,7 @@ async fn adjust(
         sent: Sent::Adjustment,
         error,
     };
-    store::reconciliation::record_adjustment_accepted(&clients.db, d.id, &key, &queued)
+    store::discrepancies::record_adjustment_accepted(&clients.db, d.id, &key, &queued)
         .await
         .map_err(not_recorded)?;
     // Already decided by the ledger (a retry after a send whose outcome was unknown)? Settle now.
@@ -247,7 +240,7 @@ async fn abandon(
     why: &IntakeError,
 ) {
     let Some(from) = from else { return };
-    if let Err(revert) = store::reconciliation::abandon_adjustment(
+    if let Err(revert) = store::discrepancies::abandon_adjustment(
         &clients.db,
         client,
         id,

@@ -3,5 +3,7 @@
 //! a rule nor a SQL statement. The Lambda functions and devstack call these.
 
 pub mod discrepancies;
+pub mod intake;
 pub mod posting;
 pub mod reconciliation;
+pub mod statements;

@@ -21,6 +21,7 @@ use crate::reconcile::report::{
 };
 use crate::store::reconcile_requests as requests;
 use crate::store::reconciliation as store;
+use crate::store::runs;
 use crate::store::{PgPool, StoreError, dead_letters, invariants};
 
 /// A finished run: its id, its report (also stored, without `discrepancyChanges`), what storing it
@@ -185,7 +186,7 @@ pub async fn reconcile_account_as(
     };
     let stored = to_json(&report);
     let scope = Scope::account_window(w);
-    let stats = store::save_run(pool, &record, &stored, &scoped.matches, &found, &scope).await?;
+    let stats = runs::save_run(pool, &record, &stored, &scoped.matches, &found, &scope).await?;
     timings.push(("store", millis_since(clock)));
     report.discrepancy_changes = Some(stats);
     Ok(RunResult {
@@ -405,7 +406,7 @@ pub async fn reconcile_internal(
         started_at,
         finished_at: Utc::now(),
     };
-    let stats = store::save_run(pool, &record, &to_json(&report), &[], &found, &scope).await?;
+    let stats = runs::save_run(pool, &record, &to_json(&report), &[], &found, &scope).await?;
     report.discrepancy_changes = Some(stats);
     Ok(RunResult {
         run_id,

@@ -2,12 +2,15 @@
 
 pub mod accounts;
 pub mod dead_letters;
+pub mod discrepancies;
 pub mod intake;
 pub mod invariants;
 pub mod posting;
 pub mod reconcile_requests;
 pub mod reconciliation;
 pub mod roles;
+pub mod runs;
+pub mod statements;
 pub mod tls;
 pub mod transactions;
 

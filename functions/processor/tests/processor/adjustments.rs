@@ -5,7 +5,7 @@
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::reconcile::discrepancies::AdjustmentStart;
-use shared::store::reconciliation as store;
+use shared::store::discrepancies as store;
 use shared::testkit::{DEMO_CLIENT, TestEnv};
 use shared::transfers::{IdempotencyKey, TransferInput, TransferMessage};
 use uuid::Uuid;

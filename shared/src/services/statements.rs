@@ -4,10 +4,10 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::statements::{
+use crate::reconcile::statements::{
     self, LineError, ParseOptions, ParsedLine, StatementError, StatementFormat,
 };
-use crate::store::reconciliation as store;
+use crate::store::statements as store;
 use crate::store::{PgPool, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
