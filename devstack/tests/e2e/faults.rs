@@ -12,14 +12,15 @@ use serde_json::{Value, json};
 use shared::auth::Authenticator;
 use shared::clients::Clients;
 use shared::queue;
+use shared::testkit::client::TestClient;
 use shared::testkit::proxy::{Fault, FaultProxy};
 use shared::testkit::{DEMO_CLIENT, DEMO_TOKEN, TestOptions, sqs_endpoint};
 use shared::transfers::TransferInput;
 
-use crate::helpers::{Stack, call_router as call};
+use crate::helpers::Stack;
 
 /// The stack's clients with SQS reached through a fault proxy.
-async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
+async fn through_proxy(s: &Stack) -> (FaultProxy, TestClient) {
     let upstream = sqs_endpoint()
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -28,7 +29,7 @@ async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
     let sqs = queue::local_client(&proxy.url()).await;
     let auth = Authenticator::default().with_client(DEMO_CLIENT, DEMO_TOKEN);
     let clients = Clients::build_with((*s.env.clients.config).clone(), auth, sqs).unwrap();
-    (proxy, api::router(clients))
+    (proxy, s.api.on(api::router(clients)))
 }
 
 fn transfer(key: &str, amount: &str) -> Value {
@@ -73,16 +74,13 @@ async fn funded() -> Stack {
 #[tokio::test]
 async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactly_once() {
     let s = funded().await;
-    let (proxy, router) = through_proxy(&s).await;
+    let (proxy, api) = through_proxy(&s).await;
 
     proxy.set(Fault::LoseReplies);
-    let (status, problem) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "10.00")),
-    )
-    .await;
+    let (status, problem) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "10.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "outcome_unknown", "{problem}");
     assert!(
@@ -103,23 +101,17 @@ async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactl
 
     proxy.set(Fault::None);
     // Correcting the amount under the same key is refused: the first may be on the queue.
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "12.00")),
-    )
-    .await;
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "12.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "idempotency_key_reused");
     // The same request again: accepted, under the promised transaction id.
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "10.00")),
-    )
-    .await;
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "10.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["transactionId"], promised);
 
@@ -137,20 +129,16 @@ async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactl
 #[tokio::test]
 async fn a_stalled_queue_answers_within_seconds_not_never() {
     let s = funded().await;
-    let (proxy, router) = through_proxy(&s).await;
+    let (proxy, api) = through_proxy(&s).await;
     proxy.set(Fault::Stall);
     let started = Instant::now();
     let (status, problem) = tokio::time::timeout(
         Duration::from_secs(30),
-        call(
-            &router,
-            "POST",
-            "/api/v1/transactions",
-            Some(transfer("stall-1", "1.00")),
-        ),
+        api.post("/api/v1/transactions", &transfer("stall-1", "1.00")),
     )
     .await
-    .expect("the local SQS client has timeouts");
+    .expect("the local SQS client has timeouts")
+    .parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "outcome_unknown");
     assert!(
@@ -160,13 +148,10 @@ async fn a_stalled_queue_answers_within_seconds_not_never() {
     );
     // Nothing reached the queue; the retry posts it once.
     proxy.set(Fault::None);
-    let (status, _) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("stall-1", "1.00")),
-    )
-    .await;
+    let (status, _) = api
+        .post("/api/v1/transactions", &transfer("stall-1", "1.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED);
     s.drain().await;
     assert_eq!(postings_for(&s, "stall-1").await, 1);
@@ -276,14 +261,11 @@ async fn a_queue_the_local_server_forgot_is_recreated_and_otherwise_named_in_the
         max_receive_count: TestOptions::default().max_receive_count,
         visibility_timeout_secs: TestOptions::default().visibility_timeout_secs,
     });
-    let router = api::router(clients);
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("k-gone", "1.00")),
-    )
-    .await;
+    let api = s.api.on(api::router(clients));
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("k-gone", "1.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     s.drain().await;
     assert_eq!(postings_for(&s, "k-gone").await, 1);

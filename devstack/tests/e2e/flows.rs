@@ -40,32 +40,32 @@ async fn a_transfer_goes_from_intake_to_the_ledger() {
     );
 
     // Ledger pages, newest first, with a cursor.
-    let (_, page1) = s
-        .call("GET", "/api/v1/accounts/alice/ledger?limit=1", None)
-        .await;
+    let page1 = s
+        .api
+        .get("/api/v1/accounts/alice/ledger?limit=1")
+        .await
+        .body;
     assert_eq!(page1["entries"][0]["amount"], "-30.25");
     assert_eq!(page1["entries"][0]["balanceAfter"], "69.75");
     assert_eq!(page1["entries"][0]["counterpartyAccountId"], "bob");
     let cursor = page1["nextCursor"].as_str().unwrap();
-    let (_, page2) = s
-        .call(
-            "GET",
-            &format!("/api/v1/accounts/alice/ledger?limit=1&cursor={cursor}"),
-            None,
-        )
-        .await;
+    let page2 = s
+        .api
+        .get(&format!(
+            "/api/v1/accounts/alice/ledger?limit=1&cursor={cursor}"
+        ))
+        .await
+        .body;
     assert_eq!(page2["entries"][0]["amount"], "100.00");
     assert_eq!(page2["nextCursor"], json!(null));
 
     // Balance as of a time between the two postings.
     let t1 = page2["entries"][0]["postedAt"].as_str().unwrap();
-    let (_, at_t1) = s
-        .call(
-            "GET",
-            &format!("/api/v1/accounts/alice/balance?asOf={t1}"),
-            None,
-        )
-        .await;
+    let at_t1 = s
+        .api
+        .get(&format!("/api/v1/accounts/alice/balance?asOf={t1}"))
+        .await
+        .body;
     assert_eq!(at_t1["balance"], "100.00");
 
     // Replaying a completed transfer returns the original acceptance and posts nothing more.
