@@ -15,13 +15,8 @@ async fn dead_letter(s: &Stack, body: &str, group: &str, dedup: &str) {
     s.env
         .clients
         .queue
-        .client()
-        .send_message()
-        .queue_url(&s.env.dlq_url)
-        .message_body(body)
-        .message_group_id(group)
-        .message_deduplication_id(dedup)
-        .send()
+        .for_url(&s.env.dlq_url)
+        .send_message(body, group, dedup)
         .await
         .unwrap();
 }

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use http::StatusCode;
 use serde_json::{Value, json};
 use shared::auth::Authenticator;
@@ -237,12 +236,7 @@ async fn a_reservation_whose_reply_was_lost_is_the_same_request_on_retry() {
 #[tokio::test]
 async fn a_queue_the_local_server_forgot_is_recreated_and_otherwise_named_in_the_503() {
     let s = funded().await;
-    let sqs = s.env.clients.queue.client().clone();
-    sqs.delete_queue()
-        .queue_url(&s.env.queue_url)
-        .send()
-        .await
-        .unwrap();
+    s.env.clients.queue.delete_queue().await.unwrap();
 
     // Production clients (no recreation): the 503 says what is wrong.
     let (status, problem) = s.submit("k-gone", "world", "alice", "1.00").await;
@@ -284,32 +278,16 @@ async fn a_database_outage_delays_the_retry_instead_of_spending_receives() {
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // Receive it as the event source mapping would, and fail the batch on a dead database.
-    let sqs = s.env.clients.queue.client();
-    let received = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .max_number_of_messages(10)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .unwrap();
+    let queue = &s.env.clients.queue;
+    let received = queue.receive(10, Duration::from_secs(2)).await.unwrap();
     let records: Vec<SqsMessage> = received
-        .messages()
-        .iter()
+        .into_iter()
         .map(|m| {
             let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            r.attributes = m
-                .attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            r.message_id = m.message_id;
+            r.receipt_handle = m.receipt_handle;
+            r.body = m.body;
+            r.attributes = m.attributes;
             r
         })
         .collect();
@@ -329,15 +307,6 @@ async fn a_database_outage_delays_the_retry_instead_of_spending_receives() {
 
     // The queue's own visibility timeout is 1 s; the message now waits 30 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        again.messages().is_empty(),
-        "the retry waits out its backoff"
-    );
+    let again = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert!(again.is_empty(), "the retry waits out its backoff");
 }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use futures::future::join_all;
 use http::StatusCode;
 use serde_json::json;
@@ -138,25 +140,15 @@ async fn a_redelivered_sqs_message_posts_once() {
     s.submit("redeliver-1", "world", "alice", "3.00").await;
     // Receive without deleting (a processor that crashed after commit), let it become visible
     // again, then let the poller process it normally.
-    let sqs = s.env.clients.queue.client();
-    let out = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let msgs = out.messages.unwrap();
+    let queue = &s.env.clients.queue;
+    let msgs = queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(msgs.len(), 1);
     let event =
         devstack::poller::to_sqs_event(msgs.clone(), "arn:aws:sqs:us-east-1:123456789012:q.fifo");
     let response = processor::handle_batch(&s.env.clients, event).await;
     assert!(response.batch_item_failures.is_empty());
-    sqs.change_message_visibility()
-        .queue_url(&s.env.queue_url)
-        .receipt_handle(msgs[0].receipt_handle.clone().unwrap())
-        .visibility_timeout(0)
-        .send()
+    queue
+        .change_visibility(msgs[0].receipt_handle.as_deref().unwrap(), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(s.drain().await, 1, "the message came back");

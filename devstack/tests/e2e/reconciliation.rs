@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use shared::queue::ReceivedMessage;
 use shared::reconcile::import;
 use shared::reconcile::run::{self, AccountWindow};
 use shared::reconcile::statements::{ParseOptions, StatementFormat};
@@ -49,14 +50,13 @@ pub fn transfer(
 /// Posts through the processor's handler, as the event source mapping would.
 pub async fn post(env: &TestEnv, messages: &[TransferMessage]) {
     for chunk in messages.chunks(10) {
-        let records: Vec<aws_sdk_sqs::types::Message> = chunk
+        let records: Vec<ReceivedMessage> = chunk
             .iter()
-            .map(|m| {
-                aws_sdk_sqs::types::Message::builder()
-                    .message_id(Uuid::now_v7().to_string())
-                    .receipt_handle("rh")
-                    .body(serde_json::to_string(m).unwrap())
-                    .build()
+            .map(|m| ReceivedMessage {
+                message_id: Some(Uuid::now_v7().to_string()),
+                receipt_handle: Some("rh".into()),
+                body: Some(serde_json::to_string(m).unwrap()),
+                ..Default::default()
             })
             .collect();
         let event =

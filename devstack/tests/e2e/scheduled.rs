@@ -54,7 +54,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
     // A valid transfer and two malformed messages reach the dead-letter queue: one still names its
     // client, the other is garbage (it goes to the operators, client "system"). The dead-letters
     // function records each and SQS deletes it.
-    let sqs = env.clients.queue.client();
+    let dlq = env.clients.queue.for_url(&env.dlq_url);
     let stuck = transfer("stuck-1", "world", "customer", "9.99", None);
     let bodies = [
         (serde_json::to_string(&stuck).unwrap(), "world"),
@@ -65,12 +65,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
         ("{not a transfer".to_string(), "x"),
     ];
     for (body, group) in bodies {
-        sqs.send_message()
-            .queue_url(&env.dlq_url)
-            .message_body(body)
-            .message_group_id(group)
-            .message_deduplication_id(uuid::Uuid::now_v7().simple().to_string())
-            .send()
+        dlq.send_message(&body, group, &uuid::Uuid::now_v7().simple().to_string())
             .await
             .unwrap();
     }

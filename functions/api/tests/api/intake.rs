@@ -174,7 +174,7 @@ async fn a_queue_that_refuses_is_503_and_frees_the_key() {
     let c = &app.env.clients;
     let missing = format!("{}-gone", c.queue.url().trim_end_matches(".fifo"));
     let broken = Clients {
-        queue: Queue::new(c.queue.client().clone(), format!("{missing}.fifo"), None),
+        queue: c.queue.for_url(format!("{missing}.fifo")),
         ..c.clone()
     };
     let api = app.api_with(broken);
