@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use chrono::{Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use shared::queue::ReceivedMessage;
 use shared::reconcile::import;
 use shared::reconcile::run::{self, AccountWindow};
 use shared::reconcile::statements::{ParseOptions, StatementFormat};
@@ -50,9 +49,9 @@ pub fn transfer(
 /// Posts through the processor's handler, as the event source mapping would.
 pub async fn post(env: &TestEnv, messages: &[TransferMessage]) {
     for chunk in messages.chunks(10) {
-        let records: Vec<ReceivedMessage> = chunk
+        let records: Vec<shared::queue::ReceivedMessage> = chunk
             .iter()
-            .map(|m| ReceivedMessage {
+            .map(|m| shared::queue::ReceivedMessage {
                 message_id: Some(Uuid::now_v7().to_string()),
                 receipt_handle: Some("rh".into()),
                 body: Some(serde_json::to_string(m).unwrap()),
