@@ -110,28 +110,23 @@ pub fn sqs_event(batch: &[TransferMessage], first_seq: usize) -> SqsEvent {
     let messages = batch
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            aws_sdk_sqs::types::Message::builder()
-                .message_id(uuid::Uuid::now_v7().to_string())
-                .receipt_handle(format!("bench-rh-{}", first_seq + i))
-                .body(serde_json::to_string(m).expect("serializable"))
-                .attributes(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
-                    m.group_id(),
-                )
-                .attributes(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageDeduplicationId,
-                    m.deduplication_id(),
-                )
-                .attributes(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
-                    "1",
-                )
-                .attributes(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::SequenceNumber,
+        .map(|(i, m)| shared::queue::ReceivedMessage {
+            message_id: Some(uuid::Uuid::now_v7().to_string()),
+            receipt_handle: Some(format!("bench-rh-{}", first_seq + i)),
+            body: Some(serde_json::to_string(m).expect("serializable")),
+            attributes: [
+                ("MessageGroupId", m.group_id()),
+                ("MessageDeduplicationId", m.deduplication_id()),
+                ("ApproximateReceiveCount", "1".to_string()),
+                (
+                    "SequenceNumber",
                     (18_000_000_000_000_000_000u128 + (first_seq + i) as u128).to_string(),
-                )
-                .build()
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            ..Default::default()
         })
         .collect();
     devstack::poller::to_sqs_event(

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use shared::clients::Clients;
+use shared::queue::{Queue, ReceivedMessage};
 
 /// Which function a poller feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +25,8 @@ pub enum Target {
 #[derive(Clone)]
 pub struct Poller {
     clients: Clients,
-    queue_url: String,
+    /// The queue this poller reads (the transfers queue or the dead-letter queue).
+    queue: Queue,
     queue_arn: String,
     wait: Duration,
     target: Target,
@@ -61,23 +62,11 @@ impl Poller {
         wait: Duration,
         target: Target,
     ) -> anyhow::Result<Self> {
-        let queue_arn = clients
-            .queue
-            .client()
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .unwrap_or_default();
+        let queue = clients.queue.for_url(queue_url);
+        let queue_arn = queue.arn().await?.unwrap_or_default();
         Ok(Self {
             clients,
-            queue_url,
+            queue,
             queue_arn,
             wait,
             target,
@@ -86,17 +75,7 @@ impl Poller {
 
     /// One receive -> invoke -> delete cycle.
     pub async fn poll_once(&self) -> anyhow::Result<PollStats> {
-        let sqs = self.clients.queue.client();
-        let out = sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(self.wait.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await?;
-        let messages = out.messages.unwrap_or_default();
+        let messages = self.queue.receive(10, self.wait).await?;
         if messages.is_empty() {
             return Ok(PollStats::default());
         }
@@ -119,25 +98,15 @@ impl Poller {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        let entries: Vec<DeleteMessageBatchRequestEntry> = ids
+        let handled: Vec<&str> = ids
             .iter()
             .filter(|id| !failed.contains(&id.as_str()))
-            .enumerate()
-            .filter_map(|(i, id)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(receipts.get(id)?)
-                    .build()
-                    .ok()
-            })
+            .filter_map(|id| receipts.get(id).map(String::as_str))
             .collect();
-        let deleted = entries.len();
-        if !entries.is_empty() {
-            sqs.delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await?;
+        let deleted = handled.len();
+        if !handled.is_empty() {
+            // As before: a message SQS could not delete reappears after its visibility timeout.
+            self.queue.delete_batch(&handled).await?;
         }
         Ok(PollStats {
             received: ids.len(),
@@ -165,7 +134,7 @@ impl Poller {
 }
 
 /// Builds the event Lambda would deliver for these messages.
-pub fn to_sqs_event(messages: Vec<aws_sdk_sqs::types::Message>, queue_arn: &str) -> SqsEvent {
+pub fn to_sqs_event(messages: Vec<ReceivedMessage>, queue_arn: &str) -> SqsEvent {
     let region = queue_arn
         .split(':')
         .nth(3)
@@ -180,12 +149,7 @@ pub fn to_sqs_event(messages: Vec<aws_sdk_sqs::types::Message>, queue_arn: &str)
             record.body = m.body;
             record.md5_of_body = m.md5_of_body;
             record.md5_of_message_attributes = m.md5_of_message_attributes;
-            record.attributes = m
-                .attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.as_str().to_string(), v))
-                .collect();
+            record.attributes = m.attributes;
             record.event_source = Some("aws:sqs".into());
             record.event_source_arn = Some(queue_arn.to_string());
             record.aws_region = Some(region.clone());

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+pub mod client;
 pub mod proxy;
 
 use uuid::Uuid;

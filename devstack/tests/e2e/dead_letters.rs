@@ -15,13 +15,8 @@ async fn dead_letter(s: &Stack, body: &str, group: &str, dedup: &str) {
     s.env
         .clients
         .queue
-        .client()
-        .send_message()
-        .queue_url(&s.env.dlq_url)
-        .message_body(body)
-        .message_group_id(group)
-        .message_deduplication_id(dedup)
-        .send()
+        .for_url(&s.env.dlq_url)
+        .send_message(body, group, dedup)
         .await
         .unwrap();
 }
@@ -62,12 +57,13 @@ async fn postings(s: &Stack, key: &str) -> i64 {
 }
 
 async fn redrive(s: &Stack, id: &str) -> (StatusCode, serde_json::Value) {
-    s.call(
-        "POST",
-        &format!("/api/v1/discrepancies/{id}/resolve"),
-        Some(json!({"status": "RESOLVED", "action": "redrive"})),
-    )
-    .await
+    s.api
+        .post(
+            &format!("/api/v1/discrepancies/{id}/resolve"),
+            &json!({"status": "RESOLVED", "action": "redrive"}),
+        )
+        .await
+        .parts()
 }
 
 #[tokio::test]
@@ -226,12 +222,13 @@ async fn a_malformed_dead_letter_is_recorded_reported_and_not_redrivable() {
     );
     // Ignoring it is the way out; the next run leaves it ignored.
     let (status, body) = s
-        .call(
-            "POST",
+        .api
+        .post(
             &format!("/api/v1/discrepancies/{id}/resolve"),
-            Some(json!({"status": "IGNORED", "note": "garbage"})),
+            &json!({"status": "IGNORED", "note": "garbage"}),
         )
-        .await;
+        .await
+        .parts();
     assert_eq!(status, StatusCode::OK, "{body}");
     run::reconcile_internal(&s.env.clients.db, today(), &[])
         .await

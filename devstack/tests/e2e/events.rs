@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use http::StatusCode;
-use tower::ServiceExt;
 
 use crate::helpers::Stack;
 
@@ -22,12 +21,7 @@ async fn invoke_api(s: &Stack, name: &str) -> (StatusCode, serde_json::Value) {
     let req = lambda_http::request::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (parts, body) = req.into_parts();
     let req = http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
-    let res = s.router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    s.api.send(req).await.parts()
 }
 
 async fn invoke_processor(s: &Stack, name: &str) -> Vec<String> {

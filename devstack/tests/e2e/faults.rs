@@ -6,20 +6,20 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use http::StatusCode;
 use serde_json::{Value, json};
 use shared::auth::Authenticator;
 use shared::clients::Clients;
 use shared::queue;
+use shared::testkit::client::TestClient;
 use shared::testkit::proxy::{Fault, FaultProxy};
 use shared::testkit::{DEMO_CLIENT, DEMO_TOKEN, TestOptions, sqs_endpoint};
 use shared::transfers::TransferInput;
 
-use crate::helpers::{Stack, call_router as call};
+use crate::helpers::Stack;
 
 /// The stack's clients with SQS reached through a fault proxy.
-async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
+async fn through_proxy(s: &Stack) -> (FaultProxy, TestClient) {
     let upstream = sqs_endpoint()
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -28,7 +28,7 @@ async fn through_proxy(s: &Stack) -> (FaultProxy, axum::Router) {
     let sqs = queue::local_client(&proxy.url()).await;
     let auth = Authenticator::default().with_client(DEMO_CLIENT, DEMO_TOKEN);
     let clients = Clients::build_with((*s.env.clients.config).clone(), auth, sqs).unwrap();
-    (proxy, api::router(clients))
+    (proxy, s.api.on(api::router(clients)))
 }
 
 fn transfer(key: &str, amount: &str) -> Value {
@@ -73,16 +73,13 @@ async fn funded() -> Stack {
 #[tokio::test]
 async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactly_once() {
     let s = funded().await;
-    let (proxy, router) = through_proxy(&s).await;
+    let (proxy, api) = through_proxy(&s).await;
 
     proxy.set(Fault::LoseReplies);
-    let (status, problem) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "10.00")),
-    )
-    .await;
+    let (status, problem) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "10.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "outcome_unknown", "{problem}");
     assert!(
@@ -103,23 +100,17 @@ async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactl
 
     proxy.set(Fault::None);
     // Correcting the amount under the same key is refused: the first may be on the queue.
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "12.00")),
-    )
-    .await;
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "12.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "idempotency_key_reused");
     // The same request again: accepted, under the promised transaction id.
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("lost-1", "10.00")),
-    )
-    .await;
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("lost-1", "10.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["transactionId"], promised);
 
@@ -137,20 +128,16 @@ async fn a_lost_send_reply_is_outcome_unknown_and_the_same_key_settles_it_exactl
 #[tokio::test]
 async fn a_stalled_queue_answers_within_seconds_not_never() {
     let s = funded().await;
-    let (proxy, router) = through_proxy(&s).await;
+    let (proxy, api) = through_proxy(&s).await;
     proxy.set(Fault::Stall);
     let started = Instant::now();
     let (status, problem) = tokio::time::timeout(
         Duration::from_secs(30),
-        call(
-            &router,
-            "POST",
-            "/api/v1/transactions",
-            Some(transfer("stall-1", "1.00")),
-        ),
+        api.post("/api/v1/transactions", &transfer("stall-1", "1.00")),
     )
     .await
-    .expect("the local SQS client has timeouts");
+    .expect("the local SQS client has timeouts")
+    .parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "outcome_unknown");
     assert!(
@@ -160,13 +147,10 @@ async fn a_stalled_queue_answers_within_seconds_not_never() {
     );
     // Nothing reached the queue; the retry posts it once.
     proxy.set(Fault::None);
-    let (status, _) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("stall-1", "1.00")),
-    )
-    .await;
+    let (status, _) = api
+        .post("/api/v1/transactions", &transfer("stall-1", "1.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED);
     s.drain().await;
     assert_eq!(postings_for(&s, "stall-1").await, 1);
@@ -252,12 +236,7 @@ async fn a_reservation_whose_reply_was_lost_is_the_same_request_on_retry() {
 #[tokio::test]
 async fn a_queue_the_local_server_forgot_is_recreated_and_otherwise_named_in_the_503() {
     let s = funded().await;
-    let sqs = s.env.clients.queue.client().clone();
-    sqs.delete_queue()
-        .queue_url(&s.env.queue_url)
-        .send()
-        .await
-        .unwrap();
+    s.env.clients.queue.delete_queue().await.unwrap();
 
     // Production clients (no recreation): the 503 says what is wrong.
     let (status, problem) = s.submit("k-gone", "world", "alice", "1.00").await;
@@ -276,14 +255,11 @@ async fn a_queue_the_local_server_forgot_is_recreated_and_otherwise_named_in_the
         max_receive_count: TestOptions::default().max_receive_count,
         visibility_timeout_secs: TestOptions::default().visibility_timeout_secs,
     });
-    let router = api::router(clients);
-    let (status, body) = call(
-        &router,
-        "POST",
-        "/api/v1/transactions",
-        Some(transfer("k-gone", "1.00")),
-    )
-    .await;
+    let api = s.api.on(api::router(clients));
+    let (status, body) = api
+        .post("/api/v1/transactions", &transfer("k-gone", "1.00"))
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     s.drain().await;
     assert_eq!(postings_for(&s, "k-gone").await, 1);
@@ -302,32 +278,16 @@ async fn a_database_outage_delays_the_retry_instead_of_spending_receives() {
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // Receive it as the event source mapping would, and fail the batch on a dead database.
-    let sqs = s.env.clients.queue.client();
-    let received = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .max_number_of_messages(10)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .unwrap();
+    let queue = &s.env.clients.queue;
+    let received = queue.receive(10, Duration::from_secs(2)).await.unwrap();
     let records: Vec<SqsMessage> = received
-        .messages()
-        .iter()
+        .into_iter()
         .map(|m| {
             let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            r.attributes = m
-                .attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            r.message_id = m.message_id;
+            r.receipt_handle = m.receipt_handle;
+            r.body = m.body;
+            r.attributes = m.attributes;
             r
         })
         .collect();
@@ -347,15 +307,6 @@ async fn a_database_outage_delays_the_retry_instead_of_spending_receives() {
 
     // The queue's own visibility timeout is 1 s; the message now waits 30 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        again.messages().is_empty(),
-        "the retry waits out its backoff"
-    );
+    let again = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert!(again.is_empty(), "the retry waits out its backoff");
 }

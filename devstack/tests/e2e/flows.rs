@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use futures::future::join_all;
 use http::StatusCode;
 use serde_json::json;
@@ -40,32 +42,32 @@ async fn a_transfer_goes_from_intake_to_the_ledger() {
     );
 
     // Ledger pages, newest first, with a cursor.
-    let (_, page1) = s
-        .call("GET", "/api/v1/accounts/alice/ledger?limit=1", None)
-        .await;
+    let page1 = s
+        .api
+        .get("/api/v1/accounts/alice/ledger?limit=1")
+        .await
+        .body;
     assert_eq!(page1["entries"][0]["amount"], "-30.25");
     assert_eq!(page1["entries"][0]["balanceAfter"], "69.75");
     assert_eq!(page1["entries"][0]["counterpartyAccountId"], "bob");
     let cursor = page1["nextCursor"].as_str().unwrap();
-    let (_, page2) = s
-        .call(
-            "GET",
-            &format!("/api/v1/accounts/alice/ledger?limit=1&cursor={cursor}"),
-            None,
-        )
-        .await;
+    let page2 = s
+        .api
+        .get(&format!(
+            "/api/v1/accounts/alice/ledger?limit=1&cursor={cursor}"
+        ))
+        .await
+        .body;
     assert_eq!(page2["entries"][0]["amount"], "100.00");
     assert_eq!(page2["nextCursor"], json!(null));
 
     // Balance as of a time between the two postings.
     let t1 = page2["entries"][0]["postedAt"].as_str().unwrap();
-    let (_, at_t1) = s
-        .call(
-            "GET",
-            &format!("/api/v1/accounts/alice/balance?asOf={t1}"),
-            None,
-        )
-        .await;
+    let at_t1 = s
+        .api
+        .get(&format!("/api/v1/accounts/alice/balance?asOf={t1}"))
+        .await
+        .body;
     assert_eq!(at_t1["balance"], "100.00");
 
     // Replaying a completed transfer returns the original acceptance and posts nothing more.
@@ -138,25 +140,15 @@ async fn a_redelivered_sqs_message_posts_once() {
     s.submit("redeliver-1", "world", "alice", "3.00").await;
     // Receive without deleting (a processor that crashed after commit), let it become visible
     // again, then let the poller process it normally.
-    let sqs = s.env.clients.queue.client();
-    let out = sqs
-        .receive_message()
-        .queue_url(&s.env.queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let msgs = out.messages.unwrap();
+    let queue = &s.env.clients.queue;
+    let msgs = queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(msgs.len(), 1);
     let event =
         devstack::poller::to_sqs_event(msgs.clone(), "arn:aws:sqs:us-east-1:123456789012:q.fifo");
     let response = processor::handle_batch(&s.env.clients, event).await;
     assert!(response.batch_item_failures.is_empty());
-    sqs.change_message_visibility()
-        .queue_url(&s.env.queue_url)
-        .receipt_handle(msgs[0].receipt_handle.clone().unwrap())
-        .visibility_timeout(0)
-        .send()
+    queue
+        .change_visibility(msgs[0].receipt_handle.as_deref().unwrap(), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(s.drain().await, 1, "the message came back");

@@ -1,16 +1,15 @@
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
 use devstack::poller::Poller;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
-use shared::testkit::{DEMO_TOKEN, TestEnv, TestOptions};
-use tower::ServiceExt;
+use shared::testkit::client::TestClient;
+use shared::testkit::{TestEnv, TestOptions};
 
 pub struct Stack {
     pub env: TestEnv,
-    pub router: Router,
+    /// The API's Router as the demo client.
+    pub api: TestClient,
     pub poller: Poller,
     /// The dead-letter queue's poller feeding the dead-letters function.
     pub dead_letter_poller: Poller,
@@ -24,7 +23,7 @@ impl Stack {
     /// A stack whose queues have these settings.
     pub async fn start_with(options: TestOptions) -> Self {
         let env = TestEnv::with_options(options).await;
-        let router = api::router(env.clients.clone());
+        let api = TestClient::new(api::router(env.clients.clone()));
         let poller = Poller::new(env.clients.clone(), Duration::from_secs(0))
             .await
             .unwrap();
@@ -33,24 +32,21 @@ impl Stack {
             .unwrap();
         Self {
             env,
-            router,
+            api,
             poller,
             dead_letter_poller,
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        call_router(&self.router, method, path, body).await
-    }
-
     pub async fn open(&self, id: &str, overdraft: &str) {
         let (status, body) = self
-            .call(
-                "POST",
+            .api
+            .post(
                 "/api/v1/accounts",
-                Some(json!({"id": id, "currency": "USD", "overdraftLimit": overdraft})),
+                &json!({"id": id, "currency": "USD", "overdraftLimit": overdraft}),
             )
-            .await;
+            .await
+            .parts();
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
@@ -63,7 +59,7 @@ impl Stack {
     ) -> (StatusCode, Value) {
         let body = json!({"transaction": {"source_account_id": src, "destination_account_id": dst,
             "amount": amount, "currency": "USD"}, "idempotencyKey": key});
-        self.call("POST", "/api/v1/transactions", Some(body)).await
+        self.api.post("/api/v1/transactions", &body).await.parts()
     }
 
     /// Polls until the queue has nothing visible; returns how many messages were processed.
@@ -95,16 +91,20 @@ impl Stack {
 
     pub async fn status_of(&self, key: &str) -> Value {
         let (status, body) = self
-            .call("GET", &format!("/api/v1/transactions/status/{key}"), None)
-            .await;
+            .api
+            .get(&format!("/api/v1/transactions/status/{key}"))
+            .await
+            .parts();
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
 
     pub async fn balance(&self, id: &str) -> String {
-        let (_, body) = self
-            .call("GET", &format!("/api/v1/accounts/{id}/balance"), None)
-            .await;
+        let body = self
+            .api
+            .get(&format!("/api/v1/accounts/{id}/balance"))
+            .await
+            .body;
         body["balance"].as_str().unwrap().to_string()
     }
 
@@ -112,37 +112,4 @@ impl Stack {
         let conn = self.env.clients.db.get().await.unwrap();
         conn.query_one(sql, &[]).await.unwrap().get(0)
     }
-}
-
-/// One request as the demo client through `router` (the stack's, or one with other clients).
-pub async fn call_router(
-    router: &Router,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"));
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = router
-        .clone()
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }

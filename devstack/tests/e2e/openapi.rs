@@ -3,11 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
+use shared::testkit::client::{TestClient, TestResponse};
 use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN, OTHER_TOKEN};
-use tower::ServiceExt;
 
 use crate::helpers::Stack;
 use crate::reconciliation::{open, today};
@@ -131,66 +130,57 @@ impl Spec {
     }
 }
 
-struct Client<'a> {
-    stack: &'a Stack,
+/// The demo client that checks every response against the spec and records the operation.
+struct Client {
+    api: TestClient,
     spec: Spec,
     seen: BTreeSet<(String, String)>,
 }
 
-impl Client<'_> {
-    async fn send(
-        &mut self,
-        method: &str,
-        uri: &str,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        let res = self
-            .stack
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ct = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
+impl Client {
+    fn record(&mut self, method: &str, uri: &str, res: TestResponse) -> (StatusCode, Value) {
         let path = uri.split('?').next().unwrap();
-        self.seen
-            .insert(self.spec.check(method, path, status, &ct, &bytes));
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        self.seen.insert(
+            self.spec
+                .check(method, path, res.status, res.content_type(), &res.bytes),
+        );
+        res.parts()
+    }
+
+    /// GET as this token (`None`: no `authorization` header).
+    async fn get_as(&mut self, token: Option<&str>, uri: &str) -> (StatusCode, Value) {
+        let res = self.api.with_token(token).get(uri).await;
+        self.record("GET", uri, res)
     }
 
     async fn get(&mut self, uri: &str) -> (StatusCode, Value) {
-        self.send("GET", uri, None, vec![], Some(DEMO_TOKEN)).await
+        self.get_as(Some(DEMO_TOKEN), uri).await
+    }
+
+    /// POST a JSON body as this token.
+    async fn post_as(
+        &mut self,
+        token: Option<&str>,
+        uri: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let res = self.api.with_token(token).post(uri, &body).await;
+        self.record("POST", uri, res)
     }
 
     async fn post(&mut self, uri: &str, body: Value) -> (StatusCode, Value) {
-        self.send(
-            "POST",
-            uri,
-            Some("application/json"),
-            body.to_string().into_bytes(),
-            Some(DEMO_TOKEN),
-        )
-        .await
+        self.post_as(Some(DEMO_TOKEN), uri, body).await
+    }
+
+    /// POST a raw body of this content type as the demo client.
+    async fn post_raw(
+        &mut self,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let res = self.api.post_raw(uri, content_type, body).await;
+        self.record("POST", uri, res)
     }
 }
 
@@ -269,25 +259,22 @@ fn the_checker_refuses_undocumented_responses() {
 async fn every_response_matches_openapi() {
     let s = Stack::start().await;
     let mut c = Client {
-        stack: &s,
+        api: s.api.clone(),
         spec: Spec::load(),
         seen: BTreeSet::new(),
     };
     let t = today();
 
     // Operations.
-    c.send("GET", "/api/v1/health", None, vec![], None).await;
-    c.send("GET", "/api/v1/ready", None, vec![], None).await;
+    c.get_as(None, "/api/v1/health").await;
+    c.get_as(None, "/api/v1/ready").await;
     c.get("/api/v1/queue/stats").await; // 403: a client token
     c.get("/api/v1/cache/stats").await; // 403
     for path in ["/api/v1/queue/stats", "/api/v1/cache/stats"] {
-        let (status, _) = c
-            .send("GET", path, None, vec![], Some(OPERATOR_TOKEN))
-            .await;
+        let (status, _) = c.get_as(Some(OPERATOR_TOKEN), path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
-    c.send("GET", "/api/v1/queue/stats", None, vec![], None)
-        .await; // 401
+    c.get_as(None, "/api/v1/queue/stats").await; // 401
 
     // Accounts.
     open(&s, &["world", "suspense-demo"]).await;
@@ -310,14 +297,10 @@ async fn every_response_matches_openapi() {
         json!({"id": "alice", "currency": "EUR"}),
     )
     .await; // 409 account_exists
-    c.send(
-        "POST",
-        "/api/v1/accounts",
-        Some("application/json"),
-        json!({"id": "alice", "currency": "USD"})
-            .to_string()
-            .into_bytes(),
+    c.post_as(
         Some(OTHER_TOKEN),
+        "/api/v1/accounts",
+        json!({"id": "alice", "currency": "USD"}),
     )
     .await; // 409 taken
     c.post(
@@ -325,22 +308,10 @@ async fn every_response_matches_openapi() {
         json!({"id": "bad id", "currency": "USD"}),
     )
     .await; // 422
-    c.send(
-        "POST",
-        "/api/v1/accounts",
-        Some("application/json"),
-        b"{".to_vec(),
-        Some(DEMO_TOKEN),
-    )
-    .await; // 400
-    c.send(
-        "POST",
-        "/api/v1/accounts",
-        Some("text/plain"),
-        b"{}".to_vec(),
-        Some(DEMO_TOKEN),
-    )
-    .await; // 415
+    c.post_raw("/api/v1/accounts", "application/json", b"{".to_vec())
+        .await; // 400
+    c.post_raw("/api/v1/accounts", "text/plain", b"{}".to_vec())
+        .await; // 415
     c.get("/api/v1/accounts/alice").await;
     c.get("/api/v1/accounts/nobody").await;
     c.get("/api/v1/accounts/alice/balance").await;
@@ -381,41 +352,29 @@ async fn every_response_matches_openapi() {
     let csv = format!(
         "id,booked_date,amount,currency,reference\nb1,{t},100.00,USD,k1\nb2,{t},5.00,USD,\nb3,{t},1.001,USD,\n"
     );
-    c.send(
-        "POST",
+    c.post_raw(
         "/api/v1/statements?accountId=alice",
-        Some("text/csv"),
+        "text/csv",
         csv.clone().into_bytes(),
-        Some(DEMO_TOKEN),
     )
     .await; // 422 rejected
     let (status, _) = c
-        .send(
-            "POST",
+        .post_raw(
             "/api/v1/statements?accountId=alice&bestEffort=true",
-            Some("text/csv"),
+            "text/csv",
             csv.into_bytes(),
-            Some(DEMO_TOKEN),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     c.post("/api/v1/statements", json!({"accountId": "alice", "lines": [{"id": "b1", "bookedDate": t, "amount": "100.00", "currency": "USD"}]})).await; // 200 duplicate
-    c.send(
-        "POST",
+    c.post_raw(
         "/api/v1/statements?accountId=alice",
-        Some("application/xml"),
+        "application/xml",
         b"<Document><BkToCstmrStmt>".to_vec(),
-        Some(DEMO_TOKEN),
     )
     .await; // 422 malformed
-    c.send(
-        "POST",
-        "/api/v1/statements",
-        Some("text/csv"),
-        b"x".to_vec(),
-        Some(DEMO_TOKEN),
-    )
-    .await; // 400 accountId
+    c.post_raw("/api/v1/statements", "text/csv", b"x".to_vec())
+        .await; // 400 accountId
     c.post(
         "/api/v1/statements",
         json!({"accountId": "nobody", "lines": []}),
@@ -451,9 +410,7 @@ async fn every_response_matches_openapi() {
         .to_string();
     // It is operator data: a client token reads it as 404.
     let internal_uri = format!("/api/v1/reconciliations/{internal}");
-    let (status, _) = c
-        .send("GET", &internal_uri, None, vec![], Some(OPERATOR_TOKEN))
-        .await;
+    let (status, _) = c.get_as(Some(OPERATOR_TOKEN), &internal_uri).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = c.get(&internal_uri).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -52,14 +52,13 @@ pub fn transfer(
 /// Posts through the processor's handler, as the event source mapping would.
 pub async fn post(env: &TestEnv, messages: &[TransferMessage]) {
     for chunk in messages.chunks(10) {
-        let records: Vec<aws_sdk_sqs::types::Message> = chunk
+        let records: Vec<shared::queue::ReceivedMessage> = chunk
             .iter()
-            .map(|m| {
-                aws_sdk_sqs::types::Message::builder()
-                    .message_id(Uuid::now_v7().to_string())
-                    .receipt_handle("rh")
-                    .body(serde_json::to_string(m).unwrap())
-                    .build()
+            .map(|m| shared::queue::ReceivedMessage {
+                message_id: Some(Uuid::now_v7().to_string()),
+                receipt_handle: Some("rh".into()),
+                body: Some(serde_json::to_string(m).unwrap()),
+                ..Default::default()
             })
             .collect();
         let event =

@@ -1,11 +1,9 @@
 //! The reconciliation routes through the Router: statement import in every format, running a
 //! reconciliation, reports in JSON and CSV, and the discrepancy workflow with its actions.
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
-use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
-use tower::ServiceExt;
+use shared::testkit::client::TestResponse;
 
 use crate::helpers::Stack;
 use crate::reconciliation::{day, open, today};
@@ -15,97 +13,29 @@ const FIXTURES: &str = concat!(
     "/../shared/tests/fixtures/statements/"
 );
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Value,
-    text: String,
-}
-
-async fn send(
-    s: &Stack,
-    method: &str,
-    uri: &str,
-    content_type: Option<&str>,
-    body: Vec<u8>,
-    token: &str,
-) -> Reply {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"));
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    let res = s
-        .router
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    Reply {
-        status,
-        content_type,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text,
-    }
-}
-
-async fn upload(s: &Stack, query: &str, content_type: &str, file: &str) -> Reply {
+async fn upload(s: &Stack, query: &str, content_type: &str, file: &str) -> TestResponse {
     let bytes = std::fs::read(format!("{FIXTURES}{file}")).unwrap();
-    send(
-        s,
-        "POST",
-        &format!("/api/v1/statements?{query}"),
-        Some(content_type),
-        bytes,
-        DEMO_TOKEN,
-    )
-    .await
-}
-
-async fn post_json(s: &Stack, uri: &str, body: Value) -> Reply {
-    send(
-        s,
-        "POST",
-        uri,
-        Some("application/json"),
-        body.to_string().into_bytes(),
-        DEMO_TOKEN,
-    )
-    .await
-}
-
-async fn get(s: &Stack, uri: &str) -> Reply {
-    send(s, "GET", uri, None, Vec::new(), DEMO_TOKEN).await
+    s.api
+        .post_raw(&format!("/api/v1/statements?{query}"), content_type, bytes)
+        .await
 }
 
 #[track_caller]
-fn problem(r: &Reply, status: StatusCode, code: &str) {
+fn problem(r: &TestResponse, status: StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.content_type(), "application/problem+json");
     assert_eq!(r.body["code"], code, "{}", r.text);
 }
 
 #[tokio::test]
 async fn statements_import_in_every_format_and_reimport_changes_nothing() {
     let s = Stack::start().await;
-    s.call(
-        "POST",
-        "/api/v1/accounts",
-        Some(json!({"id": "bank-eur", "currency": "EUR"})),
-    )
-    .await;
+    s.api
+        .post(
+            "/api/v1/accounts",
+            &json!({"id": "bank-eur", "currency": "EUR"}),
+        )
+        .await;
 
     // camt.053, real-shaped: every booked entry is a line, signed by CdtDbtInd.
     let camt = upload(
@@ -180,7 +110,7 @@ async fn statements_import_in_every_format_and_reimport_changes_nothing() {
     );
 
     // JSON lines in the JSON envelope: a float artefact is refused, not rounded.
-    let json_lines = post_json(&s, "/api/v1/statements", json!({"accountId": "bank-eur", "lines": [
+    let json_lines = s.api.post("/api/v1/statements", &json!({"accountId": "bank-eur", "lines": [
         {"id": "j1", "bookedDate": "2026-01-05", "amount": "12.50", "currency": "EUR"},
         {"id": "j2", "bookedDate": "2026-01-05", "amount": 0.30000000000000004, "currency": "EUR"},
     ]}))
@@ -193,12 +123,13 @@ async fn statements_import_in_every_format_and_reimport_changes_nothing() {
     assert_eq!(json_lines.body["lines"][1]["code"], "amount_scale_exceeded");
     // And CSV text inside the envelope, with debit/credit columns.
     let csv = std::fs::read_to_string(format!("{FIXTURES}debit_credit.csv")).unwrap();
-    let enveloped = post_json(
-        &s,
-        "/api/v1/statements",
-        json!({"accountId": "bank-eur", "format": "csv", "content": csv, "bestEffort": true}),
-    )
-    .await;
+    let enveloped = s
+        .api
+        .post(
+            "/api/v1/statements",
+            &json!({"accountId": "bank-eur", "format": "csv", "content": csv, "bestEffort": true}),
+        )
+        .await;
     assert!(enveloped.status.is_success(), "{}", enveloped.text);
 
     // Files that cannot be read at all.
@@ -217,15 +148,14 @@ async fn statements_import_in_every_format_and_reimport_changes_nothing() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "missing_columns",
     );
-    let empty = send(
-        &s,
-        "POST",
-        "/api/v1/statements?accountId=bank-eur",
-        Some("text/csv"),
-        b"id,booked_date,amount,currency\n".to_vec(),
-        DEMO_TOKEN,
-    )
-    .await;
+    let empty = s
+        .api
+        .post_raw(
+            "/api/v1/statements?accountId=bank-eur",
+            "text/csv",
+            b"id,booked_date,amount,currency\n".to_vec(),
+        )
+        .await;
     problem(&empty, StatusCode::UNPROCESSABLE_ENTITY, "empty_statement");
     problem(
         &upload(&s, "", "text/csv", "default_layout.csv").await,
@@ -249,22 +179,23 @@ async fn statements_import_in_every_format_and_reimport_changes_nothing() {
         "account_not_found",
     );
     let bytes = std::fs::read(format!("{FIXTURES}camt053_sample.xml")).unwrap();
-    let foreign = send(
-        &s,
-        "POST",
-        "/api/v1/statements?accountId=bank-eur",
-        Some("application/xml"),
-        bytes,
-        OTHER_TOKEN,
-    )
-    .await;
+    let foreign = s
+        .api
+        .as_other()
+        .post_raw(
+            "/api/v1/statements?accountId=bank-eur",
+            "application/xml",
+            bytes,
+        )
+        .await;
     problem(&foreign, StatusCode::NOT_FOUND, "account_not_found");
-    let unknown = post_json(
-        &s,
-        "/api/v1/statements",
-        json!({"accountId": "bank-eur", "lines": [], "colour": 1}),
-    )
-    .await;
+    let unknown = s
+        .api
+        .post(
+            "/api/v1/statements",
+            &json!({"accountId": "bank-eur", "lines": [], "colour": 1}),
+        )
+        .await;
     problem(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "unknown_field");
 }
 
@@ -279,62 +210,62 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
     ] {
         let body = json!({"transaction": {"source_account_id": "world", "destination_account_id": "bank",
             "amount": amount, "currency": "USD", "reference": reference}, "idempotencyKey": key});
-        s.call("POST", "/api/v1/transactions", Some(body)).await;
+        s.api.post("/api/v1/transactions", &body).await;
     }
     s.drain().await;
     let t = today();
     let statement = format!(
         "id,booked_date,amount,currency,reference\nb1,{t},100.00,USD,INV-1\nb2,{t},49.00,USD,INV-2\nb3,{t},7.50,USD,\nb4,{t},20.00,EUR,INV-3\n"
     );
-    let imported = send(
-        &s,
-        "POST",
-        "/api/v1/statements?accountId=bank",
-        Some("text/csv"),
-        statement.into_bytes(),
-        DEMO_TOKEN,
-    )
-    .await;
+    let imported = s
+        .api
+        .post_raw(
+            "/api/v1/statements?accountId=bank",
+            "text/csv",
+            statement.into_bytes(),
+        )
+        .await;
     assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
 
     // Window checks.
     problem(
-        &post_json(
-            &s,
-            "/api/v1/accounts/bank/reconcile",
-            json!({"startDate": t, "endDate": day(-1)}),
-        )
-        .await,
+        &s.api
+            .post(
+                "/api/v1/accounts/bank/reconcile",
+                &json!({"startDate": t, "endDate": day(-1)}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_window",
     );
     problem(
-        &post_json(
-            &s,
-            "/api/v1/accounts/bank/reconcile",
-            json!({"startDate": "01/02/2026", "endDate": t}),
-        )
-        .await,
+        &s.api
+            .post(
+                "/api/v1/accounts/bank/reconcile",
+                &json!({"startDate": "01/02/2026", "endDate": t}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_date",
     );
     problem(
-        &post_json(
-            &s,
-            "/api/v1/accounts/nobody/reconcile",
-            json!({"startDate": t, "endDate": t}),
-        )
-        .await,
+        &s.api
+            .post(
+                "/api/v1/accounts/nobody/reconcile",
+                &json!({"startDate": t, "endDate": t}),
+            )
+            .await,
         StatusCode::NOT_FOUND,
         "account_not_found",
     );
 
-    let run = post_json(
-        &s,
-        "/api/v1/accounts/bank/reconcile",
-        json!({"startDate": t, "endDate": t}),
-    )
-    .await;
+    let run = s
+        .api
+        .post(
+            "/api/v1/accounts/bank/reconcile",
+            &json!({"startDate": t, "endDate": t}),
+        )
+        .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
     let run_id = run.body["runId"].as_str().unwrap().to_string();
     assert_eq!(run.body["counts"]["matchedLines"], 1);
@@ -346,52 +277,56 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
     assert_eq!(run.body["discrepancies"]["CURRENCY_MISMATCH"]["count"], 1);
 
     // The report, as JSON and as CSV of every item.
-    let report = get(&s, &format!("/api/v1/reconciliations/{run_id}")).await;
+    let report = s
+        .api
+        .get(&format!("/api/v1/reconciliations/{run_id}"))
+        .await;
     assert_eq!(report.status, StatusCode::OK);
     assert_eq!(report.body["run"]["runId"], run_id.as_str());
     assert_eq!(report.body["discrepancies"].as_array().unwrap().len(), 3);
-    let csv = get(&s, &format!("/api/v1/reconciliations/{run_id}?format=csv")).await;
+    let csv = s
+        .api
+        .get(&format!("/api/v1/reconciliations/{run_id}?format=csv"))
+        .await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.content_type.starts_with("text/csv"));
+    assert!(csv.content_type().starts_with("text/csv"));
     let rows: Vec<&str> = csv.text.lines().collect();
     assert_eq!(rows.len(), 1 + 1 + 3, "{}", csv.text);
     assert!(rows[0].starts_with("item,rule_or_kind,status"));
     assert!(rows[1].starts_with("MATCH,REFERENCE,MATCHED"));
     problem(
-        &get(&s, "/api/v1/reconciliations/not-a-uuid").await,
+        &s.api.get("/api/v1/reconciliations/not-a-uuid").await,
         StatusCode::NOT_FOUND,
         "reconciliation_not_found",
     );
-    let foreign = send(
-        &s,
-        "GET",
-        &format!("/api/v1/reconciliations/{run_id}"),
-        None,
-        vec![],
-        OTHER_TOKEN,
-    )
-    .await;
+    let foreign = s
+        .api
+        .as_other()
+        .get(&format!("/api/v1/reconciliations/{run_id}"))
+        .await;
     problem(&foreign, StatusCode::NOT_FOUND, "reconciliation_not_found");
 
     // Listing, filtering and paging.
-    let all = get(&s, "/api/v1/discrepancies?status=OPEN&accountId=bank").await;
+    let all = s
+        .api
+        .get("/api/v1/discrepancies?status=OPEN&accountId=bank")
+        .await;
     assert_eq!(all.body["discrepancies"].as_array().unwrap().len(), 3);
-    let page = get(&s, "/api/v1/discrepancies?limit=2").await;
+    let page = s.api.get("/api/v1/discrepancies?limit=2").await;
     let cursor = page.body["nextCursor"].as_str().unwrap().to_string();
-    let rest = get(
-        &s,
-        &format!("/api/v1/discrepancies?limit=2&cursor={cursor}"),
-    )
-    .await;
+    let rest = s
+        .api
+        .get(&format!("/api/v1/discrepancies?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(rest.body["discrepancies"].as_array().unwrap().len(), 1);
     assert_eq!(rest.body["nextCursor"], Value::Null);
     problem(
-        &get(&s, "/api/v1/discrepancies?status=DONE").await,
+        &s.api.get("/api/v1/discrepancies?status=DONE").await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     );
     problem(
-        &get(&s, "/api/v1/discrepancies?kind=nope").await,
+        &s.api.get("/api/v1/discrepancies?kind=nope").await,
         StatusCode::BAD_REQUEST,
         "invalid_parameter",
     );
@@ -411,51 +346,51 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
         by_kind("MISSING_IN_LEDGER"),
         by_kind("CURRENCY_MISMATCH"),
     );
-    let foreign = send(
-        &s,
-        "GET",
-        &format!("/api/v1/discrepancies/{mismatch}"),
-        None,
-        vec![],
-        OTHER_TOKEN,
-    )
-    .await;
+    let foreign = s
+        .api
+        .as_other()
+        .get(&format!("/api/v1/discrepancies/{mismatch}"))
+        .await;
     problem(&foreign, StatusCode::NOT_FOUND, "discrepancy_not_found");
 
     // OPEN -> INVESTIGATING -> RESOLVED with an adjusting transfer against the suspense account.
     let resolve = |id: &str| format!("/api/v1/discrepancies/{id}/resolve");
-    let investigating = post_json(
-        &s,
-        &resolve(&mismatch),
-        json!({"status": "INVESTIGATING", "note": "asked the bank"}),
-    )
-    .await;
+    let investigating = s
+        .api
+        .post(
+            &resolve(&mismatch),
+            &json!({"status": "INVESTIGATING", "note": "asked the bank"}),
+        )
+        .await;
     assert_eq!(
         investigating.body["status"], "INVESTIGATING",
         "{}",
         investigating.text
     );
     problem(
-        &post_json(&s, &resolve(&mismatch), json!({"status": "OPEN"})).await,
+        &s.api
+            .post(&resolve(&mismatch), &json!({"status": "OPEN"}))
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
     );
     problem(
-        &post_json(
-            &s,
-            &resolve(&mismatch),
-            json!({"status": "INVESTIGATING", "action": "adjust"}),
-        )
-        .await,
+        &s.api
+            .post(
+                &resolve(&mismatch),
+                &json!({"status": "INVESTIGATING", "action": "adjust"}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
     );
-    let adjusted = post_json(
-        &s,
-        &resolve(&mismatch),
-        json!({"status": "RESOLVED", "action": "adjust", "note": "1.00 fee withheld"}),
-    )
-    .await;
+    let adjusted = s
+        .api
+        .post(
+            &resolve(&mismatch),
+            &json!({"status": "RESOLVED", "action": "adjust", "note": "1.00 fee withheld"}),
+        )
+        .await;
     assert_eq!(adjusted.status, StatusCode::OK, "{}", adjusted.text);
     // ADJUSTING until the processor has posted the transfer.
     assert_eq!(adjusted.body["status"], "ADJUSTING", "{}", adjusted.text);
@@ -486,18 +421,19 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
         (Some("demo"), Some("INVESTIGATING"), Some("ADJUSTING"))
     );
     assert_eq!(history[2]["note"], "1.00 fee withheld");
-    let (_, pending) = s.call("GET", &poll_url, None).await;
+    let pending = s.api.get(&poll_url).await.body;
     assert_eq!(pending["status"], "PENDING", "{pending}");
-    let listed = get(&s, "/api/v1/discrepancies?status=ADJUSTING").await;
+    let listed = s.api.get("/api/v1/discrepancies?status=ADJUSTING").await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert_eq!(listed.body["discrepancies"][0]["id"], mismatch.as_str());
     // Resolving again while it waits sends the same transfer (posted once) and records nothing.
-    let again = post_json(
-        &s,
-        &resolve(&mismatch),
-        json!({"status": "RESOLVED", "action": "adjust"}),
-    )
-    .await;
+    let again = s
+        .api
+        .post(
+            &resolve(&mismatch),
+            &json!({"status": "RESOLVED", "action": "adjust"}),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.body["status"], "ADJUSTING");
     assert_eq!(
@@ -508,14 +444,19 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
     // Nothing moves it by hand meanwhile: its transfer decides.
     for status in ["IGNORED", "RESOLVED"] {
         problem(
-            &post_json(&s, &resolve(&mismatch), json!({"status": status})).await,
+            &s.api
+                .post(&resolve(&mismatch), &json!({"status": status}))
+                .await,
             StatusCode::CONFLICT,
             "invalid_transition",
         );
     }
     s.drain().await;
     assert_eq!(s.balance("bank").await, "169.00");
-    let resolved = get(&s, &format!("/api/v1/discrepancies/{mismatch}")).await;
+    let resolved = s
+        .api
+        .get(&format!("/api/v1/discrepancies/{mismatch}"))
+        .await;
     assert_eq!(resolved.body["status"], "RESOLVED", "{}", resolved.text);
     let history = resolved.body["history"].as_array().unwrap();
     assert_eq!(history.len(), 4);
@@ -534,7 +475,7 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
         )
     );
     assert_eq!(history[3]["action"]["outcome"], "posted");
-    let (_, completed) = s.call("GET", &poll_url, None).await;
+    let completed = s.api.get(&poll_url).await.body;
     assert_eq!(completed["status"], "COMPLETED", "{completed}");
     assert_eq!(
         s.count("SELECT count(*) FROM transactions WHERE adjusts_discrepancy_id IS NOT NULL")
@@ -544,38 +485,38 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
 
     // Adjustments that cannot be made.
     problem(
-        &post_json(
-            &s,
-            &resolve(&currency),
-            json!({"status": "RESOLVED", "action": "adjust"}),
-        )
-        .await,
+        &s.api
+            .post(
+                &resolve(&currency),
+                &json!({"status": "RESOLVED", "action": "adjust"}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "not_adjustable",
     );
     problem(
-        &post_json(
-            &s,
-            &resolve(&missing),
-            json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "nope"}),
-        )
-        .await,
+        &s.api
+            .post(
+                &resolve(&missing),
+                &json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "nope"}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "suspense_account_unusable",
     );
     problem(
-        &post_json(
-            &s,
-            &resolve(&missing),
-            json!({"status": "RESOLVED", "action": "redrive"}),
-        )
-        .await,
+        &s.api
+            .post(
+                &resolve(&missing),
+                &json!({"status": "RESOLVED", "action": "redrive"}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "not_redrivable",
     );
 
     // Bulk: one changes, one is already final, one does not exist.
-    let bulk = post_json(&s, "/api/v1/discrepancies/resolve", json!({"ids": [currency, mismatch, "00000000-0000-0000-0000-000000000000"], "status": "IGNORED", "note": "accepted"})).await;
+    let bulk = s.api.post("/api/v1/discrepancies/resolve", &json!({"ids": [currency, mismatch, "00000000-0000-0000-0000-000000000000"], "status": "IGNORED", "note": "accepted"})).await;
     assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
     let results: Vec<&str> = bulk.body["results"]
         .as_array()
@@ -588,30 +529,31 @@ async fn reconcile_report_and_the_discrepancy_workflow() {
         ["changed", "invalid_transition", "discrepancy_not_found"]
     );
     problem(
-        &post_json(
-            &s,
-            "/api/v1/discrepancies/resolve",
-            json!({"ids": [], "status": "IGNORED"}),
-        )
-        .await,
+        &s.api
+            .post(
+                "/api/v1/discrepancies/resolve",
+                &json!({"ids": [], "status": "IGNORED"}),
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
     );
 
     // The re-run sees the resolved and ignored ones again but leaves them be, and the adjusting
     // transfer is not mistaken for a bank movement.
-    let rerun = post_json(
-        &s,
-        "/api/v1/accounts/bank/reconcile",
-        json!({"startDate": t, "endDate": t}),
-    )
-    .await;
+    let rerun = s
+        .api
+        .post(
+            "/api/v1/accounts/bank/reconcile",
+            &json!({"startDate": t, "endDate": t}),
+        )
+        .await;
     assert_eq!(
         rerun.body["discrepancyChanges"],
         json!({"new": 0, "seenAgain": 3, "reopened": 0, "cleared": 0})
     );
     assert_eq!(rerun.body["counts"]["ledgerItems"], 3);
-    let open = get(&s, "/api/v1/discrepancies?status=OPEN").await;
+    let open = s.api.get("/api/v1/discrepancies?status=OPEN").await;
     assert_eq!(open.body["discrepancies"].as_array().unwrap().len(), 1);
     s.env.assert_invariants().await;
 }
@@ -625,7 +567,7 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
     // A client's own transfer under a key that starts with `adjust-`: an ordinary transfer.
     let body = json!({"transaction": {"source_account_id": "world", "destination_account_id": "bank",
         "amount": "30.00", "currency": "USD", "reference": "INV-9"}, "idempotencyKey": "adjust-anything"});
-    let (status, _) = s.call("POST", "/api/v1/transactions", Some(body)).await;
+    let (status, _) = s.api.post("/api/v1/transactions", &body).await.parts();
     assert_eq!(status, StatusCode::ACCEPTED);
     // The keys adjustments use are not a client's to send.
     let (status, refused) = s
@@ -642,22 +584,24 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
     let statement = format!(
         "id,booked_date,amount,currency,reference\nb1,{t},30.00,USD,INV-9\nb2,{t},7.50,USD,\n"
     );
-    let imported = send(
-        &s,
-        "POST",
-        "/api/v1/statements?accountId=bank",
-        Some("text/csv"),
-        statement.into_bytes(),
-        DEMO_TOKEN,
-    )
-    .await;
+    let imported = s
+        .api
+        .post_raw(
+            "/api/v1/statements?accountId=bank",
+            "text/csv",
+            statement.into_bytes(),
+        )
+        .await;
     assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
     let window = json!({"startDate": t, "endDate": t});
-    let run = post_json(&s, "/api/v1/accounts/bank/reconcile", window.clone()).await;
+    let run = s
+        .api
+        .post("/api/v1/accounts/bank/reconcile", &window.clone())
+        .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
     assert_eq!(run.body["counts"]["ledgerItems"], 1, "{}", run.text);
     assert_eq!(run.body["counts"]["matchedLines"], 1, "{}", run.text);
-    let open_now = get(&s, "/api/v1/discrepancies?status=OPEN").await;
+    let open_now = s.api.get("/api/v1/discrepancies?status=OPEN").await;
     let found = open_now.body["discrepancies"].as_array().unwrap();
     assert_eq!(found.len(), 1, "{}", open_now.text);
     assert_eq!(
@@ -667,19 +611,17 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
     let missing = found[0]["id"].as_str().unwrap().to_string();
     let resolve = format!("/api/v1/discrepancies/{missing}/resolve");
 
-    let adjusted = post_json(
-        &s,
-        &resolve,
-        json!({"status": "RESOLVED", "action": "adjust"}),
-    )
-    .await;
+    let adjusted = s
+        .api
+        .post(&resolve, &json!({"status": "RESOLVED", "action": "adjust"}))
+        .await;
     assert_eq!(adjusted.body["status"], "ADJUSTING", "{}", adjusted.text);
     let poll_url = adjusted.body["resolution"]["transfer"]["pollUrl"]
         .as_str()
         .unwrap()
         .to_string();
     s.drain().await;
-    let reopened = get(&s, &format!("/api/v1/discrepancies/{missing}")).await;
+    let reopened = s.api.get(&format!("/api/v1/discrepancies/{missing}")).await;
     assert_eq!(reopened.body["status"], "OPEN", "{}", reopened.text);
     assert_eq!(
         reopened.body["resolution"]["failureCode"],
@@ -703,7 +645,7 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
         "{last}"
     );
     assert_eq!(last["action"]["failureCode"], "insufficient_funds");
-    let (_, failed) = s.call("GET", &poll_url, None).await;
+    let failed = s.api.get(&poll_url).await.body;
     assert_eq!(
         (failed["status"].as_str(), failed["failureCode"].as_str()),
         (Some("FAILED"), Some("insufficient_funds")),
@@ -712,24 +654,26 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
     assert_eq!(s.balance("bank").await, "30.00");
 
     // Again, from an account that can pay: a new attempt under a new key.
-    let retried = post_json(
-        &s,
-        &resolve,
-        json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "world"}),
-    )
-    .await;
+    let retried = s
+        .api
+        .post(
+            &resolve,
+            &json!({"status": "RESOLVED", "action": "adjust", "suspenseAccountId": "world"}),
+        )
+        .await;
     assert_eq!(retried.body["status"], "ADJUSTING", "{}", retried.text);
     assert_eq!(
         retried.body["resolution"]["idempotencyKey"],
         format!("adjust {missing} 2").as_str()
     );
     // Bulk resolve follows the same rules: an ADJUSTING discrepancy waits for its transfer.
-    let bulk = post_json(
-        &s,
-        "/api/v1/discrepancies/resolve",
-        json!({"ids": [missing], "status": "IGNORED"}),
-    )
-    .await;
+    let bulk = s
+        .api
+        .post(
+            "/api/v1/discrepancies/resolve",
+            &json!({"ids": [missing], "status": "IGNORED"}),
+        )
+        .await;
     assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
     assert_eq!(
         (
@@ -739,13 +683,13 @@ async fn a_rejected_adjustment_reopens_and_client_keys_like_adjust_are_ordinary_
         (Some("invalid_transition"), Some("ADJUSTING"))
     );
     s.drain().await;
-    let resolved = get(&s, &format!("/api/v1/discrepancies/{missing}")).await;
+    let resolved = s.api.get(&format!("/api/v1/discrepancies/{missing}")).await;
     assert_eq!(resolved.body["status"], "RESOLVED", "{}", resolved.text);
     assert_eq!(s.balance("bank").await, "37.50");
 
     // The re-run still matches the client's `adjust-anything` transfer to its line and leaves the
     // adjusting transfers out of the ledger side.
-    let rerun = post_json(&s, "/api/v1/accounts/bank/reconcile", window).await;
+    let rerun = s.api.post("/api/v1/accounts/bank/reconcile", &window).await;
     assert_eq!(rerun.body["counts"]["ledgerItems"], 1, "{}", rerun.text);
     assert_eq!(rerun.body["counts"]["matchedLines"], 1, "{}", rerun.text);
     assert_eq!(
@@ -767,33 +711,39 @@ async fn an_adjustment_meets_the_transfer_rules_like_any_transfer() {
     let today = day(0);
     // A bank line larger than MAX_TRANSFER_AMOUNT (10^9): a valid statement amount (up to 10^15),
     // but no single transfer may carry it, so no adjustment may either.
-    let imported = post_json(
-        &s,
-        "/api/v1/statements",
-        json!({"accountId": "bank", "lines": [
-            {"id": "huge", "bookedDate": today, "amount": "5000000000.00", "currency": "USD"}
-        ]}),
-    )
-    .await;
+    let imported = s
+        .api
+        .post(
+            "/api/v1/statements",
+            &json!({"accountId": "bank", "lines": [
+                {"id": "huge", "bookedDate": today, "amount": "5000000000.00", "currency": "USD"}
+            ]}),
+        )
+        .await;
     assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
-    let run = post_json(
-        &s,
-        "/api/v1/accounts/bank/reconcile",
-        json!({"startDate": today, "endDate": today}),
-    )
-    .await;
+    let run = s
+        .api
+        .post(
+            "/api/v1/accounts/bank/reconcile",
+            &json!({"startDate": today, "endDate": today}),
+        )
+        .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
-    let listed = get(&s, "/api/v1/discrepancies?kind=MISSING_IN_LEDGER").await;
+    let listed = s
+        .api
+        .get("/api/v1/discrepancies?kind=MISSING_IN_LEDGER")
+        .await;
     let id = listed.body["discrepancies"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let adjusted = post_json(
-        &s,
-        &format!("/api/v1/discrepancies/{id}/resolve"),
-        json!({"status": "RESOLVED", "action": "adjust"}),
-    )
-    .await;
+    let adjusted = s
+        .api
+        .post(
+            &format!("/api/v1/discrepancies/{id}/resolve"),
+            &json!({"status": "RESOLVED", "action": "adjust"}),
+        )
+        .await;
     problem(
         &adjusted,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -807,6 +757,6 @@ async fn an_adjustment_meets_the_transfer_rules_like_any_transfer() {
     // Nothing was queued, and the discrepancy is where it was.
     let stats = s.env.clients.queue.stats().await.unwrap();
     assert_eq!(stats.queue.visible + stats.queue.in_flight, 0);
-    let after = get(&s, &format!("/api/v1/discrepancies/{id}")).await;
+    let after = s.api.get(&format!("/api/v1/discrepancies/{id}")).await;
     assert_eq!(after.body["status"], "OPEN", "{}", after.text);
 }

@@ -10,11 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use serde_json::Value;
-use shared::testkit::DEMO_TOKEN;
-use tower::ServiceExt;
+use http::StatusCode;
+use serde_json::{Value, json};
 
 use crate::helpers::Stack;
 
@@ -168,20 +165,9 @@ fn differences(sets: &BTreeMap<&str, BTreeSet<String>>) -> Vec<String> {
 async fn router_serves(stack: &Stack, route: &str) -> Result<(), String> {
     let (method, path) = route.split_once(' ').unwrap();
     let uri = path.replace("{}", "route-probe");
-    let req = Request::builder()
-        .method(method)
-        .uri(&uri)
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Body::from("{}"))
-        .unwrap();
-    let res = stack.router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let code = body["code"].as_str().unwrap_or("");
+    let res = stack.api.call(method, &uri, Some(&json!({}))).await;
+    let status = res.status;
+    let code = res.body["code"].as_str().unwrap_or("");
     if status == StatusCode::METHOD_NOT_ALLOWED || code == "method_not_allowed" {
         return Err(format!(
             "{route}: the Router answers 405 method_not_allowed"

@@ -8,7 +8,6 @@ use shared::reconcile::findings::FindingKind;
 use shared::reconcile::workflow::DiscrepancyStatus;
 use shared::store::discrepancies as store;
 use shared::testkit::DEMO_CLIENT;
-use tower::ServiceExt;
 
 use crate::helpers::Stack;
 use crate::reconciliation::{day, import_lines, open, post, transfer};
@@ -58,7 +57,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
     // A valid transfer and two malformed messages reach the dead-letter queue: one still names its
     // client, the other is garbage (it goes to the operators, client "system"). The dead-letters
     // function records each and SQS deletes it.
-    let sqs = env.clients.queue.client();
+    let dlq = env.clients.queue.for_url(&env.dlq_url);
     let stuck = transfer("stuck-1", "world", "customer", "9.99", None);
     let bodies = [
         (serde_json::to_string(&stuck).unwrap(), "world"),
@@ -69,12 +68,7 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
         ("{not a transfer".to_string(), "x"),
     ];
     for (body, group) in bodies {
-        sqs.send_message()
-            .queue_url(&env.dlq_url)
-            .message_body(body)
-            .message_group_id(group)
-            .message_deduplication_id(uuid::Uuid::now_v7().simple().to_string())
-            .send()
+        dlq.send_message(&body, group, &uuid::Uuid::now_v7().simple().to_string())
             .await
             .unwrap();
     }
@@ -148,12 +142,13 @@ async fn the_schedule_reconciles_accounts_checks_invariants_and_reports_dead_let
         .expect("the valid transfer is redrivable");
     assert_eq!(good.transaction_ids, [stuck.transaction_id]);
     let (status, body) = s
-        .call(
-            "POST",
+        .api
+        .post(
             &format!("/api/v1/discrepancies/{}/resolve", good.id),
-            Some(json!({"status": "RESOLVED", "action": "redrive", "note": "fixed the account"})),
+            &json!({"status": "RESOLVED", "action": "redrive", "note": "fixed the account"}),
         )
-        .await;
+        .await
+        .parts();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["resolution"]["action"], "redrive");
     assert_eq!(s.drain().await, 1);
@@ -237,12 +232,13 @@ async fn one_account_that_fails_is_recorded_and_the_run_goes_on() {
 
     // Through the API, the same window is refused with a stable code rather than a 5xx.
     let (status, body) = s
-        .call(
-            "POST",
+        .api
+        .post(
             "/api/v1/accounts/broken/reconcile",
-            Some(json!({"startDate": day(0), "endDate": day(0)})),
+            &json!({"startDate": day(0), "endDate": day(0)}),
         )
-        .await;
+        .await
+        .parts();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "amount_overflow");
 }
@@ -255,7 +251,7 @@ async fn a_window_too_large_to_answer_at_once_is_queued_and_completed_by_the_rec
     let mut config = (*clients.config).clone();
     config.reconcile.sync_max_items = 1;
     clients.config = std::sync::Arc::new(config);
-    s.router = api::router(clients);
+    s.api = s.api.on(api::router(clients));
     open(&s, &["bank", "world"]).await;
     post(&s.env, &[transfer("q-1", "world", "bank", "40.00", None)]).await;
     import_lines(
@@ -266,43 +262,31 @@ async fn a_window_too_large_to_answer_at_once_is_queued_and_completed_by_the_rec
     .await;
 
     let (status, queued) = s
-        .call(
-            "POST",
+        .api
+        .post(
             "/api/v1/accounts/bank/reconcile",
-            Some(json!({"startDate": day(0), "endDate": day(0)})),
+            &json!({"startDate": day(0), "endDate": day(0)}),
         )
-        .await;
+        .await
+        .parts();
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(queued["status"], "QUEUED");
     let poll = queued["pollUrl"].as_str().unwrap().to_string();
-    let (status, waiting) = s.call("GET", &poll, None).await;
+    let (status, waiting) = s.api.get(&poll).await.parts();
     assert_eq!(
         (status, &waiting["status"]),
         (StatusCode::OK, &json!("QUEUED"))
     );
     // Another client does not see it.
-    let other = s
-        .router
-        .clone()
-        .oneshot(
-            http::Request::get(&poll)
-                .header(
-                    "authorization",
-                    format!("Bearer {}", shared::testkit::OTHER_TOKEN),
-                )
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let other = s.api.as_other().get(&poll).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
 
     let summary = reconciler::handle(&s.env.clients, json!({"task": reconciler::QUEUED_TASK}))
         .await
         .unwrap();
     assert_eq!(summary["runs"].as_array().unwrap().len(), 1, "{summary:#}");
     assert_eq!(summary["runs"][0]["error"], serde_json::Value::Null);
-    let (status, done) = s.call("GET", &poll, None).await;
+    let (status, done) = s.api.get(&poll).await.parts();
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["run"]["runId"], queued["runId"]);
     assert_eq!(done["run"]["counts"]["matchedLines"], 1, "{done:#}");

@@ -1,11 +1,14 @@
 //! SQS adapter: sending transfers to the FIFO queue (and a dead letter back to it), delaying the
 //! retry of messages that failed on an outage, and the typed errors that say whether a send may
-//! have reached SQS. Queue attributes for `/queue/stats` live in `stats`, the local stack's queue
-//! creation and client in `local`.
+//! have reached SQS. Queue attributes for `/queue/stats` live in `stats`, receiving and deleting as
+//! the event source mapping does (devstack's poller, tests) in `consume`, the local stack's queue
+//! creation and client in `local`. The SDK client itself stays inside this module.
 
+mod consume;
 mod local;
 mod stats;
 
+pub use consume::ReceivedMessage;
 pub use local::{RecreateQueues, ensure_fifo_queue, local_client};
 pub use stats::{QueueDepth, QueueStats};
 
@@ -113,10 +116,6 @@ impl Queue {
         self
     }
 
-    pub fn client(&self) -> &aws_sdk_sqs::Client {
-        &self.client
-    }
-
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -221,6 +220,17 @@ impl Queue {
         group_id: &str,
         deduplication_id: &str,
     ) -> Result<String, QueueError> {
+        self.send_message(body, group_id, deduplication_id).await
+    }
+
+    /// Sends a body as it is with its message group and deduplication id (with the SDK's
+    /// retries). Returns the message id.
+    pub async fn send_message(
+        &self,
+        body: &str,
+        group_id: &str,
+        deduplication_id: &str,
+    ) -> Result<String, QueueError> {
         let out = self
             .client
             .send_message()
@@ -233,5 +243,17 @@ impl Queue {
             .map_err(QueueError::from_sdk)?;
         out.message_id
             .ok_or_else(|| QueueError::new("SendMessage returned no MessageId"))
+    }
+
+    /// Deletes the queue (what a local SQS server that restarted empty did to it). Tests only.
+    #[cfg(feature = "testkit")]
+    pub async fn delete_queue(&self) -> Result<(), QueueError> {
+        self.client
+            .delete_queue()
+            .queue_url(&self.url)
+            .send()
+            .await
+            .map_err(QueueError::from_sdk)?;
+        Ok(())
     }
 }

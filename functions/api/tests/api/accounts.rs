@@ -1,6 +1,5 @@
 use http::StatusCode;
 use serde_json::json;
-use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
 
 use crate::helpers::TestApp;
 
@@ -9,7 +8,7 @@ async fn opening_an_account_is_idempotent_and_conflicts_are_explicit() {
     let app = TestApp::spawn().await;
     let body = json!({"id": "world-usd", "currency": "USD", "overdraftLimit": "unlimited", "metadata": {"kind": "funding"}});
 
-    let created = app.post("/api/v1/accounts", &body).await;
+    let created = app.api.post("/api/v1/accounts", &body).await;
     let account = created.assert_status(StatusCode::CREATED);
     assert_eq!(created.headers["location"], "/api/v1/accounts/world-usd");
     assert_eq!(account["id"], "world-usd");
@@ -19,7 +18,7 @@ async fn opening_an_account_is_idempotent_and_conflicts_are_explicit() {
     assert_eq!(account["metadata"], json!({"kind": "funding"}));
 
     // Same request again: 200 with the same account.
-    let again = app.post("/api/v1/accounts", &body).await;
+    let again = app.api.post("/api/v1/accounts", &body).await;
     assert_eq!(
         again.assert_status(StatusCode::OK)["createdAt"],
         account["createdAt"]
@@ -27,13 +26,15 @@ async fn opening_an_account_is_idempotent_and_conflicts_are_explicit() {
 
     // Same id, other attributes: 409 showing what exists.
     let other = json!({"id": "world-usd", "currency": "EUR"});
-    let conflict = app.post("/api/v1/accounts", &other).await;
+    let conflict = app.api.post("/api/v1/accounts", &other).await;
     conflict.assert_problem(StatusCode::CONFLICT, "account_exists");
     assert_eq!(conflict.body["account"]["currency"], "USD");
 
     // Another client cannot take the id, nor see anything about the account.
     let taken = app
-        .post_raw("/api/v1/accounts", Some(OTHER_TOKEN), body.to_string())
+        .api
+        .as_other()
+        .post_raw("/api/v1/accounts", "application/json", body.to_string())
         .await;
     let problem = taken.assert_problem(StatusCode::CONFLICT, "account_id_taken");
     assert!(problem.get("account").is_none());
@@ -42,7 +43,9 @@ async fn opening_an_account_is_idempotent_and_conflicts_are_explicit() {
         "/api/v1/accounts/world-usd/balance",
         "/api/v1/accounts/world-usd/ledger",
     ] {
-        app.get(path, Some(OTHER_TOKEN))
+        app.api
+            .as_other()
+            .get(path)
             .await
             .assert_problem(StatusCode::NOT_FOUND, "account_not_found");
     }
@@ -52,6 +55,7 @@ async fn opening_an_account_is_idempotent_and_conflicts_are_explicit() {
 async fn default_overdraft_is_zero_and_limits_respect_currency_scale() {
     let app = TestApp::spawn().await;
     let a = app
+        .api
         .post(
             "/api/v1/accounts",
             &json!({"id": "alice", "currency": "USD"}),
@@ -62,6 +66,7 @@ async fn default_overdraft_is_zero_and_limits_respect_currency_scale() {
         "0.00"
     );
     let b = app
+        .api
         .post(
             "/api/v1/accounts",
             &json!({"id": "bob", "currency": "JPY", "overdraftLimit": "500"}),
@@ -72,6 +77,7 @@ async fn default_overdraft_is_zero_and_limits_respect_currency_scale() {
         "500"
     );
     let k = app
+        .api
         .post(
             "/api/v1/accounts",
             &json!({"id": "k", "currency": "KWD", "overdraftLimit": 1.5}),
@@ -82,11 +88,9 @@ async fn default_overdraft_is_zero_and_limits_respect_currency_scale() {
         "1.500"
     );
 
-    let got = app.get("/api/v1/accounts/alice", Some(DEMO_TOKEN)).await;
+    let got = app.api.get("/api/v1/accounts/alice").await;
     assert_eq!(got.assert_status(StatusCode::OK)["id"], "alice");
-    let balance = app
-        .get("/api/v1/accounts/bob/balance", Some(DEMO_TOKEN))
-        .await;
+    let balance = app.api.get("/api/v1/accounts/bob/balance").await;
     let balance = balance.assert_status(StatusCode::OK);
     assert_eq!(balance["accountId"], "bob");
     assert_eq!(balance["currency"], "JPY");
@@ -151,15 +155,13 @@ async fn account_validation_names_the_field() {
         ),
     ];
     for (body, code, field) in cases {
-        let res = app.post("/api/v1/accounts", &body).await;
+        let res = app.api.post("/api/v1/accounts", &body).await;
         let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, code);
         assert_eq!(problem["field"], field, "{body}");
     }
-    let unknown = app.get("/api/v1/accounts/nobody", Some(DEMO_TOKEN)).await;
+    let unknown = app.api.get("/api/v1/accounts/nobody").await;
     unknown.assert_problem(StatusCode::NOT_FOUND, "account_not_found");
-    let invalid = app
-        .get("/api/v1/accounts/has%20space", Some(DEMO_TOKEN))
-        .await;
+    let invalid = app.api.get("/api/v1/accounts/has%20space").await;
     invalid.assert_problem(StatusCode::NOT_FOUND, "account_not_found");
 }
 
@@ -167,31 +169,32 @@ async fn account_validation_names_the_field() {
 async fn balance_and_ledger_query_parameters_are_checked() {
     let app = TestApp::spawn().await;
     app.create_account("alice", "USD", "0").await;
-    let t = Some(DEMO_TOKEN);
-    app.get("/api/v1/accounts/alice/balance?asOf=yesterday", t)
+    app.api
+        .get("/api/v1/accounts/alice/balance?asOf=yesterday")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_as_of");
-    app.get("/api/v1/accounts/alice/balance?at=2026-01-01T00:00:00Z", t)
+    app.api
+        .get("/api/v1/accounts/alice/balance?at=2026-01-01T00:00:00Z")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "unknown_parameter");
     let past = app
-        .get(
-            "/api/v1/accounts/alice/balance?asOf=2020-01-01T00:00:00Z",
-            t,
-        )
+        .api
+        .get("/api/v1/accounts/alice/balance?asOf=2020-01-01T00:00:00Z")
         .await;
     let past = past.assert_status(StatusCode::OK);
     assert_eq!(past["balance"], "0.00");
     assert_eq!(past["asOf"], "2020-01-01T00:00:00Z");
     for bad in ["limit=0", "limit=501", "limit=ten"] {
-        app.get(&format!("/api/v1/accounts/alice/ledger?{bad}"), t)
+        app.api
+            .get(&format!("/api/v1/accounts/alice/ledger?{bad}"))
             .await
             .assert_problem(StatusCode::BAD_REQUEST, "invalid_limit");
     }
-    app.get("/api/v1/accounts/alice/ledger?cursor=nonsense", t)
+    app.api
+        .get("/api/v1/accounts/alice/ledger?cursor=nonsense")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_cursor");
-    let empty = app.get("/api/v1/accounts/alice/ledger", t).await;
+    let empty = app.api.get("/api/v1/accounts/alice/ledger").await;
     assert_eq!(
         empty.assert_status(StatusCode::OK),
         &json!({"entries": [], "nextCursor": null})

@@ -2,7 +2,7 @@ use http::StatusCode;
 use serde_json::json;
 use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN};
 
-use crate::helpers::{TestApp, post_request};
+use crate::helpers::TestApp;
 
 const PROTECTED_GET: [&str; 6] = [
     "/api/v1/accounts/alice",
@@ -18,39 +18,49 @@ async fn every_route_but_health_and_ready_requires_a_valid_token() {
     let app = TestApp::spawn().await;
     for token in [None, Some("wrong-token"), Some("")] {
         for path in PROTECTED_GET {
-            app.get(path, token)
+            app.api
+                .with_token(token)
+                .get(path)
                 .await
                 .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
         }
         for path in ["/api/v1/accounts", "/api/v1/transactions"] {
-            let res = app.send(post_request(path, token, "{}")).await;
+            let res = app
+                .api
+                .with_token(token)
+                .post_raw(path, "application/json", "{}")
+                .await;
             res.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
     // Other schemes are not bearer tokens.
-    let req = http::Request::builder()
-        .uri("/api/v1/queue/stats")
+    app.api
+        .anonymous()
+        .request("GET", "/api/v1/queue/stats")
         .header("authorization", format!("Basic {DEMO_TOKEN}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    app.send(req)
+        .send()
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     // A valid token works, in any case of the scheme name.
-    let req = http::Request::builder()
-        .uri("/api/v1/queue/stats")
+    app.api
+        .anonymous()
+        .request("GET", "/api/v1/queue/stats")
         .header("authorization", format!("bearer {OPERATOR_TOKEN}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    app.send(req).await.assert_status(StatusCode::OK);
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
 
     assert_eq!(
-        app.get("/api/v1/health", None)
+        app.api
+            .anonymous()
+            .get("/api/v1/health")
             .await
             .assert_status(StatusCode::OK),
         &json!({"status": "ok"})
     );
-    app.get("/api/v1/ready", None)
+    app.api
+        .anonymous()
+        .get("/api/v1/ready")
         .await
         .assert_status(StatusCode::OK);
 }
@@ -58,12 +68,19 @@ async fn every_route_but_health_and_ready_requires_a_valid_token() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
     let app = TestApp::spawn().await;
-    app.get("/api/v1/nope", Some(DEMO_TOKEN))
+    app.api
+        .get("/api/v1/nope")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "route_not_found");
-    app.get("/", None)
+    app.api
+        .anonymous()
+        .get("/")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "route_not_found");
-    let res = app.send(post_request("/api/v1/health", None, "{}")).await;
+    let res = app
+        .api
+        .anonymous()
+        .post_raw("/api/v1/health", "application/json", "{}")
+        .await;
     res.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }

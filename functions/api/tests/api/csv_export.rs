@@ -4,7 +4,6 @@
 use chrono::Utc;
 use http::StatusCode;
 use serde_json::json;
-use shared::testkit::DEMO_TOKEN;
 
 use crate::helpers::TestApp;
 
@@ -24,10 +23,12 @@ async fn formula_cells_in_a_run_export_are_neutralised() {
              "description": "-2+3"}
         ]
     });
-    app.post("/api/v1/statements", &import)
+    app.api
+        .post("/api/v1/statements", &import)
         .await
         .assert_status(StatusCode::CREATED);
     let res = app
+        .api
         .post(
             "/api/v1/accounts/bank/reconcile",
             &json!({"startDate": today, "endDate": today}),
@@ -39,13 +40,11 @@ async fn formula_cells_in_a_run_export_are_neutralised() {
         .to_string();
 
     let res = app
-        .get(
-            &format!("/api/v1/reconciliations/{run_id}?format=csv"),
-            Some(DEMO_TOKEN),
-        )
+        .api
+        .get(&format!("/api/v1/reconciliations/{run_id}?format=csv"))
         .await;
     assert_eq!(res.status, StatusCode::OK);
-    let text = res.body.as_str().expect("CSV text").to_string();
+    let text = &res.text;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header = reader.headers().unwrap().clone();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();

@@ -1,12 +1,10 @@
 //! Hostile and extreme input: every answer is a 4xx problem+json naming the field, never a 5xx,
 //! and nothing the database cannot store reaches the queue.
 
-use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Method, Request, StatusCode};
+use http::StatusCode;
 use serde_json::json;
-use shared::testkit::DEMO_TOKEN;
 
 use crate::helpers::{TestApp, transfer};
 
@@ -18,24 +16,26 @@ async fn nul_characters_are_refused_everywhere_with_the_field() {
 
     let mut t = transfer("k-nul", "alice", "bob", "1.00");
     t["transaction"]["metadata"] = json!({"order": {"note": "a\u{0}b"}});
-    let res = app.post("/api/v1/transactions", &t).await;
+    let res = app.api.post("/api/v1/transactions", &t).await;
     let body = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "nul_character");
     assert_eq!(body["field"], "transaction.metadata.order.note");
 
     let mut t = transfer("k-nul-2", "alice", "bob", "1.00");
     t["transaction"]["reference"] = json!("ref\u{0}");
-    app.post("/api/v1/transactions", &t)
+    app.api
+        .post("/api/v1/transactions", &t)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "nul_character");
     let mut t = transfer("k-nul-3", "alice", "bob", "1.00");
     t["transaction"]["metadata"] = json!({"key\u{0}": 1});
-    app.post("/api/v1/transactions", &t)
+    app.api
+        .post("/api/v1/transactions", &t)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "nul_character");
     // A number PostgreSQL's jsonb would write back in 309 digits, which no JSON reader takes.
     let mut t = transfer("k-huge-number", "alice", "bob", "1.00");
     t["transaction"]["metadata"] = json!({"n": -1.7976931348623157e308});
-    let res = app.post("/api/v1/transactions", &t).await;
+    let res = app.api.post("/api/v1/transactions", &t).await;
     assert_eq!(
         res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")["field"],
         "transaction.metadata.n"
@@ -43,6 +43,7 @@ async fn nul_characters_are_refused_everywhere_with_the_field() {
     assert_eq!(app.queue_depth().await, 0, "nothing was enqueued");
 
     let res = app
+        .api
         .post(
             "/api/v1/accounts",
             &json!({"id": "carol", "currency": "USD", "metadata": {"x": ["\u{0}"]}}),
@@ -54,23 +55,19 @@ async fn nul_characters_are_refused_everywhere_with_the_field() {
     );
 
     // Query parameters and path segments.
-    app.get("/api/v1/discrepancies?accountId=a%00b", Some(DEMO_TOKEN))
+    app.api
+        .get("/api/v1/discrepancies?accountId=a%00b")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "nul_character");
-    let res = app
-        .get("/api/v1/transactions/status/key%00", Some(DEMO_TOKEN))
-        .await;
+    let res = app.api.get("/api/v1/transactions/status/key%00").await;
     assert!(res.status.is_client_error(), "{:?}", res);
     assert_eq!(res.headers["content-type"], "application/problem+json");
 
     // Statements: a line whose text holds NUL is a rejected line, not a database error.
     let res = app
-        .post(
-            "/api/v1/statements",
-            &json!({"accountId": "alice", "lines": [
+        .api.post("/api/v1/statements", &json!({"accountId": "alice", "lines": [
                 {"id": "l1", "bookedDate": "2026-01-02", "amount": "5.00", "currency": "USD", "description": "x\u{0}"}
-            ]}),
-        )
+            ]}))
         .await;
     let body = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "nul_character");
     assert_eq!(body["field"], "lines[0].description");
@@ -82,7 +79,7 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
     app.create_account("alice", "USD", "0").await;
 
     // Invalid UTF-8 in a path segment: problem+json naming the parameter.
-    let res = app.get("/api/v1/accounts/%FF%FE", Some(DEMO_TOKEN)).await;
+    let res = app.api.get("/api/v1/accounts/%FF%FE").await;
     assert_eq!(
         res.assert_problem(StatusCode::BAD_REQUEST, "invalid_path")["field"],
         "id"
@@ -91,10 +88,12 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
     // `.` and `..` are not account ids or keys.
     for id in [".", ".."] {
         let res = app
+            .api
             .post("/api/v1/accounts", &json!({"id": id, "currency": "USD"}))
             .await;
         res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_account_id");
         let res = app
+            .api
             .post(
                 "/api/v1/transactions",
                 &transfer(id, "alice", "alice", "1.00"),
@@ -106,7 +105,8 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
     // A body that is not an object names the body.
     for body in ["[]", "1", "\"text\"", "null"] {
         let res = app
-            .post_raw("/api/v1/accounts", Some(DEMO_TOKEN), body)
+            .api
+            .post_raw("/api/v1/accounts", "application/json", body)
             .await;
         let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
         assert_eq!(problem["field"], "body", "{body}");
@@ -123,12 +123,13 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
             "/api/v1/accounts/alice/balance?asOf={}",
             percent_encoding::utf8_percent_encode(as_of, percent_encoding::NON_ALPHANUMERIC)
         );
-        let res = app.get(&uri, Some(DEMO_TOKEN)).await;
+        let res = app.api.get(&uri).await;
         assert!(res.status.is_client_error(), "{as_of}: {:?}", res);
         assert_eq!(res.body["field"], "asOf");
     }
     for (start, end) in [("0000-01-01", "0000-01-02"), ("1969-12-31", "1970-01-01")] {
         let res = app
+            .api
             .post(
                 "/api/v1/accounts/alice/reconcile",
                 &json!({"startDate": start, "endDate": end}),
@@ -138,6 +139,7 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
         assert_eq!(problem["field"], "startDate");
     }
     let res = app
+        .api
         .post(
             "/api/v1/statements",
             &json!({"accountId": "alice", "lines": [
@@ -158,9 +160,7 @@ async fn paths_bodies_dates_and_cursors_are_the_clients_errors() {
         "%%%".to_string(),
     ] {
         for route in ["/api/v1/accounts/alice/ledger", "/api/v1/discrepancies"] {
-            let res = app
-                .get(&format!("{route}?cursor={cursor}"), Some(DEMO_TOKEN))
-                .await;
+            let res = app.api.get(&format!("{route}?cursor={cursor}")).await;
             assert!(res.status.is_client_error(), "{route} {cursor}: {:?}", res);
             assert_eq!(res.body["field"], "cursor");
         }
@@ -172,6 +172,7 @@ async fn amounts_beyond_the_ledger_ceiling_are_refused_never_truncated() {
     let app = TestApp::spawn().await;
     app.create_account("alice", "USD", "0").await;
     let res = app
+        .api
         .post(
             "/api/v1/accounts",
             &json!({"id": "big", "currency": "USD", "overdraftLimit": "1000000000000000.01"}),
@@ -182,13 +183,10 @@ async fn amounts_beyond_the_ledger_ceiling_are_refused_never_truncated() {
         "overdraftLimit"
     );
     let res = app
-        .post(
-            "/api/v1/statements",
-            &json!({"accountId": "alice", "lines": [
+        .api.post("/api/v1/statements", &json!({"accountId": "alice", "lines": [
                 {"id": "huge", "bookedDate": "2026-01-02", "amount": "79228162514264337593543950335", "currency": "USD"},
                 {"id": "huge-jpy", "bookedDate": "2026-01-02", "amount": "-7922816251426433759354395033", "currency": "JPY"}
-            ]}),
-        )
+            ]}))
         .await;
     let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "statement_rejected");
     for line in problem["lines"].as_array().unwrap() {
@@ -197,14 +195,10 @@ async fn amounts_beyond_the_ledger_ceiling_are_refused_never_truncated() {
 
     // CSV the same way.
     let csv = "id,booked_date,amount,currency\nx1,2026-01-02,1000000000000000.01,USD\n";
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/statements?accountId=alice")
-        .header("content-type", "text/csv")
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
-        .body(Body::from(csv))
-        .unwrap();
-    let res = app.send(req).await;
+    let res = app
+        .api
+        .post_raw("/api/v1/statements?accountId=alice", "text/csv", csv)
+        .await;
     let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "statement_rejected");
     assert_eq!(
         problem["lines"][0]["code"], "amount_too_large",

@@ -6,16 +6,15 @@ use serde_json::json;
 use shared::clients::Clients;
 use shared::idempotency::IdempotencyStore;
 use shared::queue::{self, Queue};
-use shared::testkit::{DEMO_TOKEN, OTHER_TOKEN};
 
-use crate::helpers::{TestApp, post_request, send, transfer};
+use crate::helpers::{TestApp, transfer};
 
 #[tokio::test]
 async fn accepted_transfers_replay_and_reused_keys_are_refused() {
     let app = TestApp::spawn().await;
     let body = transfer("order-1001", "alice", "bob", "25.50");
 
-    let first = app.post("/api/v1/transactions", &body).await;
+    let first = app.api.post("/api/v1/transactions", &body).await;
     let accepted = first.assert_status(StatusCode::ACCEPTED).clone();
     assert_eq!(accepted["status"], "ACCEPTED");
     assert_eq!(accepted["idempotencyKey"], "order-1001");
@@ -43,12 +42,13 @@ async fn accepted_transfers_replay_and_reused_keys_are_refused() {
     // Same key, same request (even with keys reordered and the amount written differently).
     let same = json!({"idempotencyKey": "order-1001", "transaction": {"currency": "USD", "amount": 25.5,
         "destination_account_id": "bob", "source_account_id": "alice"}});
-    let replay = app.post("/api/v1/transactions", &same).await;
+    let replay = app.api.post("/api/v1/transactions", &same).await;
     assert_eq!(replay.assert_status(StatusCode::ACCEPTED), &accepted);
     assert_eq!(replay.headers["idempotent-replayed"], "true");
 
     // Same key, different amount.
     let reused = app
+        .api
         .post(
             "/api/v1/transactions",
             &transfer("order-1001", "alice", "bob", "25.51"),
@@ -58,9 +58,11 @@ async fn accepted_transfers_replay_and_reused_keys_are_refused() {
 
     // Keys are per client: another client may use the same key for its own transfer.
     let other = app
+        .api
+        .as_other()
         .post_raw(
             "/api/v1/transactions",
-            Some(OTHER_TOKEN),
+            "application/json",
             transfer("order-1001", "x", "y", "1").to_string(),
         )
         .await;
@@ -72,15 +74,11 @@ async fn accepted_transfers_replay_and_reused_keys_are_refused() {
     assert_eq!(app.queue_depth().await, 2);
 
     // Until the processor runs, the status is PENDING with the message id; other clients see nothing.
-    let status = app
-        .get("/api/v1/transactions/status/order-1001", Some(DEMO_TOKEN))
-        .await;
+    let status = app.api.get("/api/v1/transactions/status/order-1001").await;
     let status = status.assert_status(StatusCode::OK);
     assert_eq!(status["status"], "PENDING");
     assert_eq!(status["messageId"], accepted["messageId"]);
-    let other_view = app
-        .get("/api/v1/transactions/status/unknown-key", Some(DEMO_TOKEN))
-        .await;
+    let other_view = app.api.get("/api/v1/transactions/status/unknown-key").await;
     other_view.assert_problem(StatusCode::NOT_FOUND, "transaction_not_found");
 }
 
@@ -89,23 +87,23 @@ async fn the_idempotency_key_may_come_from_the_header() {
     let app = TestApp::spawn().await;
     let mut body = transfer("unused", "alice", "bob", "1.00");
     body.as_object_mut().unwrap().remove("idempotencyKey");
-    let mut req = post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.to_string());
-    req.headers_mut()
-        .insert("idempotency-key", "hdr-1".parse().unwrap());
-    let res = app.send(req).await;
+    let res = app
+        .api
+        .request("POST", "/api/v1/transactions")
+        .header("idempotency-key", "hdr-1")
+        .json(&body)
+        .send()
+        .await;
     assert_eq!(
         res.assert_status(StatusCode::ACCEPTED)["idempotencyKey"],
         "hdr-1"
     );
 
-    let mut req = post_request(
-        "/api/v1/transactions",
-        Some(DEMO_TOKEN),
-        transfer("body-key", "a", "b", "1").to_string(),
-    );
-    req.headers_mut()
-        .insert("idempotency-key", "header-key".parse().unwrap());
-    app.send(req)
+    app.api
+        .request("POST", "/api/v1/transactions")
+        .header("idempotency-key", "header-key")
+        .json(&transfer("body-key", "a", "b", "1"))
+        .send()
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_mismatch");
 }
@@ -113,13 +111,8 @@ async fn the_idempotency_key_may_come_from_the_header() {
 #[tokio::test]
 async fn fifty_concurrent_requests_with_one_key_enqueue_one_message() {
     let app = TestApp::spawn().await;
-    let body = transfer("burst-1", "alice", "bob", "5.00").to_string();
-    let responses = join_all((0..50).map(|_| {
-        let req = post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.clone());
-        let router = app.router.clone();
-        async move { send(&router, req).await }
-    }))
-    .await;
+    let body = transfer("burst-1", "alice", "bob", "5.00");
+    let responses = join_all((0..50).map(|_| app.api.post("/api/v1/transactions", &body))).await;
     let mut message_ids = HashSet::new();
     for res in &responses {
         match res.status {
@@ -146,13 +139,11 @@ async fn sqs_unreachable_is_503_outcome_unknown_and_the_same_key_settles_it() {
         queue: Queue::new(broken_sqs, c.queue.url().to_string(), None),
         ..c.clone()
     };
-    let router = app.router_with(broken);
+    let api = app.api_with(broken);
     let body = transfer("sqs-down-1", "alice", "bob", "7.00").to_string();
-    let res = send(
-        &router,
-        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body.clone()),
-    )
-    .await;
+    let res = api
+        .post_raw("/api/v1/transactions", "application/json", body.clone())
+        .await;
     // A failed connection cannot prove the request never reached SQS: the outcome is unknown.
     let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown");
     assert_eq!(problem["component"], "sqs");
@@ -162,11 +153,13 @@ async fn sqs_unreachable_is_503_outcome_unknown_and_the_same_key_settles_it() {
     // Another body under the key is refused; the same one goes through once SQS is back, under
     // the promised transaction id.
     let other = transfer("sqs-down-1", "alice", "bob", "8.00").to_string();
-    app.post_raw("/api/v1/transactions", Some(DEMO_TOKEN), other)
+    app.api
+        .post_raw("/api/v1/transactions", "application/json", other)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     let retry = app
-        .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), body)
+        .api
+        .post_raw("/api/v1/transactions", "application/json", body)
         .await;
     assert_eq!(
         retry.assert_status(StatusCode::ACCEPTED)["transactionId"],
@@ -181,22 +174,21 @@ async fn a_queue_that_refuses_is_503_and_frees_the_key() {
     let c = &app.env.clients;
     let missing = format!("{}-gone", c.queue.url().trim_end_matches(".fifo"));
     let broken = Clients {
-        queue: Queue::new(c.queue.client().clone(), format!("{missing}.fifo"), None),
+        queue: c.queue.for_url(format!("{missing}.fifo")),
         ..c.clone()
     };
-    let router = app.router_with(broken);
+    let api = app.api_with(broken);
     let body = transfer("sqs-refused-1", "alice", "bob", "7.00").to_string();
-    let res = send(
-        &router,
-        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body),
-    )
-    .await;
+    let res = api
+        .post_raw("/api/v1/transactions", "application/json", body)
+        .await;
     let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
     assert_eq!(problem["component"], "sqs");
     // Nothing is on the queue, so the key is free for another body.
     let other = transfer("sqs-refused-1", "alice", "bob", "9.00").to_string();
     let retry = app
-        .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), other)
+        .api
+        .post_raw("/api/v1/transactions", "application/json", other)
         .await;
     retry.assert_status(StatusCode::ACCEPTED);
     assert!(retry.headers.get("idempotent-replayed").is_none());
@@ -211,13 +203,11 @@ async fn redis_unavailable_is_503_and_nothing_is_enqueued() {
         cache: IdempotencyStore::new("redis://127.0.0.1:9", "test:broken", c.cache.ttl()).unwrap(),
         ..c.clone()
     };
-    let router = app.router_with(broken);
+    let api = app.api_with(broken);
     let body = transfer("redis-down-1", "alice", "bob", "7.00").to_string();
-    let res = send(
-        &router,
-        post_request("/api/v1/transactions", Some(DEMO_TOKEN), body),
-    )
-    .await;
+    let res = api
+        .post_raw("/api/v1/transactions", "application/json", body)
+        .await;
     assert_eq!(
         res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")["component"],
         "redis"

@@ -1,18 +1,18 @@
 use http::StatusCode;
 use shared::clients::Clients;
 use shared::idempotency::{CachedStatus, IdempotencyStore};
-use shared::testkit::OPERATOR_TOKEN;
 
-use crate::helpers::{TestApp, send, transfer};
+use crate::helpers::{TestApp, transfer};
 
 #[tokio::test]
 async fn queue_and_cache_stats_describe_our_resources() {
     let app = TestApp::spawn().await;
-    app.post("/api/v1/transactions", &transfer("stats-1", "a", "b", "1"))
+    app.api
+        .post("/api/v1/transactions", &transfer("stats-1", "a", "b", "1"))
         .await
         .assert_status(StatusCode::ACCEPTED);
 
-    let q = app.get("/api/v1/queue/stats", Some(OPERATOR_TOKEN)).await;
+    let q = app.api.as_operator().get("/api/v1/queue/stats").await;
     let q = q.assert_status(StatusCode::OK);
     assert_eq!(q["queue"]["fifo"], true);
     assert_eq!(q["queue"]["contentBasedDeduplication"], false);
@@ -24,7 +24,7 @@ async fn queue_and_cache_stats_describe_our_resources() {
     assert_eq!(q["deadLetterQueue"]["fifo"], true);
     assert_eq!(q["deadLetterQueue"]["visible"], 0);
 
-    let c = app.get("/api/v1/cache/stats", Some(OPERATOR_TOKEN)).await;
+    let c = app.api.as_operator().get("/api/v1/cache/stats").await;
     let c = c.assert_status(StatusCode::OK);
     assert_eq!(c["reservations"], 1);
     assert_eq!(c["cachedStatuses"], 0);
@@ -38,7 +38,7 @@ async fn queue_and_cache_stats_describe_our_resources() {
 #[tokio::test]
 async fn readiness_names_the_failing_component() {
     let app = TestApp::spawn().await;
-    let ready = app.get("/api/v1/ready", None).await;
+    let ready = app.api.anonymous().get("/api/v1/ready").await;
     assert_eq!(ready.assert_status(StatusCode::OK)["checks"]["redis"], "ok");
 
     let c = &app.env.clients;
@@ -46,11 +46,7 @@ async fn readiness_names_the_failing_component() {
         cache: IdempotencyStore::new("redis://127.0.0.1:9", "test:broken", c.cache.ttl()).unwrap(),
         ..c.clone()
     };
-    let req = http::Request::builder()
-        .uri("/api/v1/ready")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = send(&app.router_with(broken), req).await;
+    let res = app.api_with(broken).anonymous().get("/api/v1/ready").await;
     let problem = res.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
     assert_eq!(problem["component"], "redis");
     assert_eq!(problem["checks"]["postgres"], "ok");
@@ -62,7 +58,7 @@ async fn cache_stats_count_writes_instead_of_scanning() {
     let app = TestApp::spawn().await;
     let body = transfer("count-1", "a", "b", "1");
     for _ in 0..2 {
-        app.post("/api/v1/transactions", &body).await;
+        app.api.post("/api/v1/transactions", &body).await;
     }
     let cache = &app.env.clients.cache;
     let status = CachedStatus {

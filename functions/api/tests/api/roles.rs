@@ -7,7 +7,7 @@ use serde_json::json;
 use shared::services::reconciliation as run;
 use shared::testkit::{DEMO_TOKEN, OPERATOR_TOKEN, OTHER_TOKEN};
 
-use crate::helpers::{TestApp, post_request};
+use crate::helpers::TestApp;
 
 const OPERATOR_ROUTES: [&str; 2] = ["/api/v1/queue/stats", "/api/v1/cache/stats"];
 
@@ -16,7 +16,7 @@ async fn operator_routes_refuse_client_tokens_and_serve_operator_tokens() {
     let app = TestApp::spawn().await;
     for path in OPERATOR_ROUTES {
         for token in [DEMO_TOKEN, OTHER_TOKEN] {
-            let res = app.get(path, Some(token)).await;
+            let res = app.api.with_token(Some(token)).get(path).await;
             let problem = res.assert_problem(StatusCode::FORBIDDEN, "forbidden");
             let detail = problem["detail"].as_str().unwrap();
             assert!(
@@ -24,7 +24,9 @@ async fn operator_routes_refuse_client_tokens_and_serve_operator_tokens() {
                 "{detail}"
             );
         }
-        app.get(path, Some(OPERATOR_TOKEN))
+        app.api
+            .as_operator()
+            .get(path)
             .await
             .assert_status(StatusCode::OK);
     }
@@ -34,7 +36,9 @@ async fn operator_routes_refuse_client_tokens_and_serve_operator_tokens() {
 async fn operator_tokens_still_see_only_their_own_clients_data() {
     let app = TestApp::spawn().await;
     app.create_account("alice", "USD", "0").await;
-    app.get("/api/v1/accounts/alice", Some(OPERATOR_TOKEN))
+    app.api
+        .as_operator()
+        .get("/api/v1/accounts/alice")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "account_not_found");
 }
@@ -51,7 +55,7 @@ async fn ledger_wide_runs_exist_only_for_operators() {
 
     for token in [DEMO_TOKEN, OTHER_TOKEN] {
         for uri in [path.clone(), format!("{path}?format=csv")] {
-            let res = app.get(&uri, Some(token)).await;
+            let res = app.api.with_token(Some(token)).get(&uri).await;
             let problem = res.assert_problem(StatusCode::NOT_FOUND, "reconciliation_not_found");
             // Word for word what an id that never existed gets.
             assert_eq!(
@@ -62,22 +66,22 @@ async fn ledger_wide_runs_exist_only_for_operators() {
     }
     let never = uuid::Uuid::now_v7();
     let res = app
-        .get(
-            &format!("/api/v1/reconciliations/{never}"),
-            Some(DEMO_TOKEN),
-        )
+        .api
+        .get(&format!("/api/v1/reconciliations/{never}"))
         .await;
     let problem = res.assert_problem(StatusCode::NOT_FOUND, "reconciliation_not_found");
     assert_eq!(problem["detail"], format!("no reconciliation {never}"));
 
-    let res = app.get(&path, Some(OPERATOR_TOKEN)).await;
+    let res = app.api.as_operator().get(&path).await;
     let body = res.assert_status(StatusCode::OK);
     assert_eq!(body["run"]["runId"], json!(internal.run_id));
     assert_eq!(body["run"]["accountId"], json!(null));
     assert!(body["run"]["internalChecks"].is_object());
     assert!(body["discrepancies"].is_array());
     let csv = app
-        .get(&format!("{path}?format=csv"), Some(OPERATOR_TOKEN))
+        .api
+        .as_operator()
+        .get(&format!("{path}?format=csv"))
         .await;
     assert_eq!(csv.status, StatusCode::OK);
     assert!(
@@ -94,6 +98,7 @@ async fn an_account_run_stays_its_clients_even_for_operators() {
     app.create_account("alice", "USD", "0").await;
     let today = Utc::now().date_naive().to_string();
     let res = app
+        .api
         .post(
             "/api/v1/accounts/alice/reconcile",
             &json!({"startDate": today, "endDate": today}),
@@ -104,11 +109,11 @@ async fn an_account_run_stays_its_clients_even_for_operators() {
         .unwrap()
         .to_string();
     let path = format!("/api/v1/reconciliations/{run_id}");
-    app.get(&path, Some(DEMO_TOKEN))
-        .await
-        .assert_status(StatusCode::OK);
+    app.api.get(&path).await.assert_status(StatusCode::OK);
     for token in [OTHER_TOKEN, OPERATOR_TOKEN] {
-        app.get(&path, Some(token))
+        app.api
+            .with_token(Some(token))
+            .get(&path)
             .await
             .assert_problem(StatusCode::NOT_FOUND, "reconciliation_not_found");
     }
@@ -117,14 +122,18 @@ async fn an_account_run_stays_its_clients_even_for_operators() {
 #[tokio::test]
 async fn unauthorized_answers_carry_a_bearer_challenge() {
     let app = TestApp::spawn().await;
-    let res = app.get("/api/v1/accounts/alice", None).await;
+    let res = app.api.anonymous().get("/api/v1/accounts/alice").await;
     res.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(
         res.headers["www-authenticate"],
         "Bearer realm=\"payment-ledger\""
     );
     for token in ["wrong-token", ""] {
-        let res = app.get("/api/v1/queue/stats", Some(token)).await;
+        let res = app
+            .api
+            .with_token(Some(token))
+            .get("/api/v1/queue/stats")
+            .await;
         res.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
         assert_eq!(
             res.headers["www-authenticate"],
@@ -132,7 +141,9 @@ async fn unauthorized_answers_carry_a_bearer_challenge() {
         );
     }
     let res = app
-        .send(post_request("/api/v1/transactions", Some("nope"), "{}"))
+        .api
+        .with_token(Some("nope"))
+        .post_raw("/api/v1/transactions", "application/json", "{}")
         .await;
     assert!(
         res.headers["www-authenticate"]
@@ -141,6 +152,6 @@ async fn unauthorized_answers_carry_a_bearer_challenge() {
             .starts_with("Bearer ")
     );
     // Other answers carry no challenge.
-    let res = app.get("/api/v1/queue/stats", Some(DEMO_TOKEN)).await;
+    let res = app.api.get("/api/v1/queue/stats").await;
     assert!(!res.headers.contains_key("www-authenticate"));
 }

@@ -1,6 +1,5 @@
 use http::StatusCode;
 use serde_json::{Value, json};
-use shared::testkit::DEMO_TOKEN;
 
 use crate::helpers::{TestApp, transfer};
 
@@ -129,7 +128,7 @@ async fn invalid_transfers_get_a_problem_naming_the_field_and_enqueue_nothing() 
         ),
     ];
     for (body, code, field) in cases {
-        let res = app.post("/api/v1/transactions", &body).await;
+        let res = app.api.post("/api/v1/transactions", &body).await;
         let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, code);
         assert_eq!(problem["field"], field, "{body}");
     }
@@ -137,7 +136,8 @@ async fn invalid_transfers_get_a_problem_naming_the_field_and_enqueue_nothing() 
     // A float artefact sent as a JSON number is read from its text, not rounded to 0.30.
     let float = r#"{"transaction":{"source_account_id":"alice","destination_account_id":"bob","amount":0.30000000000000004,"currency":"USD"},"idempotencyKey":"k-float"}"#;
     let res = app
-        .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), float)
+        .api
+        .post_raw("/api/v1/transactions", "application/json", float)
         .await;
     assert_eq!(
         res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_scale_exceeded")["field"],
@@ -146,7 +146,8 @@ async fn invalid_transfers_get_a_problem_naming_the_field_and_enqueue_nothing() 
 
     for raw in ["not json", "{\"transaction\": ", "", "{} {}", "[1,2]"] {
         let res = app
-            .post_raw("/api/v1/transactions", Some(DEMO_TOKEN), raw)
+            .api
+            .post_raw("/api/v1/transactions", "application/json", raw)
             .await;
         assert!(
             res.status == StatusCode::BAD_REQUEST || res.status == StatusCode::UNPROCESSABLE_ENTITY,
@@ -154,26 +155,21 @@ async fn invalid_transfers_get_a_problem_naming_the_field_and_enqueue_nothing() 
         );
         assert_eq!(res.headers["content-type"], "application/problem+json");
     }
-    app.post_raw("/api/v1/transactions", Some(DEMO_TOKEN), "not json")
+    app.api
+        .post_raw("/api/v1/transactions", "application/json", "not json")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
 
     let huge = json!({"transaction": {"source_account_id": "a", "destination_account_id": "b", "amount": "1",
         "currency": "USD", "description": "x".repeat(20_000)}, "idempotencyKey": "k-huge"});
-    app.post("/api/v1/transactions", &huge)
+    app.api
+        .post("/api/v1/transactions", &huge)
         .await
         .assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
-    let plain = http::Request::builder()
-        .method("POST")
-        .uri("/api/v1/transactions")
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "text/plain")
-        .body(axum::body::Body::from(
-            transfer("k", "a", "b", "1").to_string(),
-        ))
-        .unwrap();
-    app.send(plain)
+    let plain = transfer("k", "a", "b", "1").to_string();
+    app.api
+        .post_raw("/api/v1/transactions", "text/plain", plain)
         .await
         .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
@@ -198,7 +194,8 @@ async fn currency_defaults_to_the_source_accounts() {
         .as_object_mut()
         .unwrap()
         .remove("currency");
-    app.post("/api/v1/transactions", &body)
+    app.api
+        .post("/api/v1/transactions", &body)
         .await
         .assert_status(StatusCode::ACCEPTED);
     // JPY has no minor units: the scale rule uses the account's currency.
@@ -207,7 +204,8 @@ async fn currency_defaults_to_the_source_accounts() {
         .as_object_mut()
         .unwrap()
         .remove("currency");
-    app.post("/api/v1/transactions", &body)
+    app.api
+        .post("/api/v1/transactions", &body)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_scale_exceeded");
     // Unknown source and no currency: nothing to infer it from.
@@ -216,7 +214,7 @@ async fn currency_defaults_to_the_source_accounts() {
         .as_object_mut()
         .unwrap()
         .remove("currency");
-    let res = app.post("/api/v1/transactions", &body).await;
+    let res = app.api.post("/api/v1/transactions", &body).await;
     assert_eq!(
         res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "missing_field")["field"],
         "transaction.currency"
