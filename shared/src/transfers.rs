@@ -290,6 +290,22 @@ pub struct TransferMessage {
 
 pub const MESSAGE_VERSION: u32 = 1;
 
+/// Why a queue body is not a transfer message the processor can post (it goes to the dead-letter
+/// queue).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum MalformedMessage {
+    #[error("malformed body: {0}")]
+    Body(String),
+    #[error("unsupported message version {0}")]
+    Version(u32),
+    #[error(transparent)]
+    Key(ValidationError),
+    #[error("an adjusting transfer's key and discrepancy disagree")]
+    AdjustmentKey,
+    #[error("amount {0}")]
+    Amount(String),
+}
+
 impl TransferMessage {
     pub fn new(client_id: &str, key: &IdempotencyKey, transfer: Transfer) -> Self {
         Self {
@@ -305,26 +321,27 @@ impl TransferMessage {
 
     /// Parses a queue body; anything that is not a well-formed v1 message is an error (it goes to
     /// the dead-letter queue, never to the ledger).
-    pub fn parse(body: &str) -> Result<Self, String> {
-        let msg: Self = serde_json::from_str(body).map_err(|e| format!("malformed body: {e}"))?;
+    pub fn parse(body: &str) -> Result<Self, MalformedMessage> {
+        let msg: Self =
+            serde_json::from_str(body).map_err(|e| MalformedMessage::Body(e.to_string()))?;
         if msg.v != MESSAGE_VERSION {
-            return Err(format!("unsupported message version {}", msg.v));
+            return Err(MalformedMessage::Version(msg.v));
         }
         // A client's key, or the reserved key of the discrepancy an adjusting transfer answers.
         match (adjustment_of(&msg.idempotency_key), msg.transfer.adjusts) {
             (None, None) => {
                 IdempotencyKey::parse(&msg.idempotency_key, "idempotencyKey")
-                    .map_err(|e| e.to_string())?;
+                    .map_err(MalformedMessage::Key)?;
             }
             (Some((id, _)), Some(adjusts)) if id == adjusts => {}
-            _ => return Err("an adjusting transfer's key and discrepancy disagree".to_string()),
+            _ => return Err(MalformedMessage::AdjustmentKey),
         }
         let t = &msg.transfer;
         if t.amount <= Decimal::ZERO || t.amount.scale() != t.currency.minor_units() {
-            return Err(format!(
-                "amount {} is not a valid {} amount",
+            return Err(MalformedMessage::Amount(format!(
+                "{} is not a valid {} amount",
                 t.amount, t.currency
-            ));
+            )));
         }
         Ok(msg)
     }
