@@ -93,6 +93,11 @@ today=$(date -u +%F)
 api POST /accounts '{"id":"world-usd","currency":"USD","overdraftLimit":"unlimited"}'
 api POST /accounts '{"id":"alice","currency":"USD","overdraftLimit":"0"}'
 api POST /accounts '{"id":"suspense-demo","currency":"USD","overdraftLimit":"unlimited"}' # SUSPENSE_ACCOUNT_ID's default
+# The accounts the money-movement examples name (README "Moving money").
+for id in bob customer merchant platform-fees tax; do
+  api POST /accounts "{\"id\":\"$id\",\"currency\":\"USD\",\"overdraftLimit\":\"0\"}"
+done
+api POST /accounts '{"id":"card-funding","currency":"USD","overdraftLimit":"unlimited"}'
 api POST /transactions '{"transaction":{"source_account_id":"world-usd","destination_account_id":"alice","amount":"100.00","reference":"topup-0001"},"idempotencyKey":"fixture-topup"}'
 api POST '/statements?accountId=alice' "id,booked_date,amount,currency,reference
 b1,$today,100.00,USD,topup-0001

@@ -46,8 +46,9 @@ pub async fn post(
         .await?;
     let insert_entry = tx
         .prepare_cached(
-            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at)
-             VALUES ($1, $2, $3, $4, $5, clock_timestamp())",
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after,
+                 effective_at, posted_at)
+             VALUES ($1, $2, $3, $4, $5, clock_timestamp(), clock_timestamp())",
         )
         .await?;
     let update_balance = tx
@@ -73,11 +74,13 @@ pub async fn post(
                     currency: r.get(1),
                     overdraft_limit: OverdraftLimit::from_column(r.get(2)),
                     balance: r.get(3),
+                    pending: rust_decimal::Decimal::ZERO,
                 },
             );
         }
     }
-    let decision = ledger::decide(m, &mut accounts);
+    let mut book = ledger::Book::of_accounts(accounts, chrono::Utc::now());
+    let decision = ledger::decide(m, &mut book);
     let (status, failure) = match decision {
         Decision::Post(_) => ("COMPLETED", None),
         Decision::Reject(code) => ("FAILED", Some(code.as_str())),
@@ -102,7 +105,8 @@ pub async fn post(
         ],
     )
     .await?;
-    if let Decision::Post(p) = decision {
+    if let Decision::Post(decided) = decision {
+        let p = &decided.postings[0];
         for (account, amount, after) in [
             (
                 t.source_account_id.as_str(),

@@ -225,11 +225,12 @@ async fn load(url: &str, transfers: &[Transfer], lines: &[Line]) -> anyhow::Resu
     }
     copy_in(
         &client,
-        "COPY ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at)
+        "COPY ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at,
+             effective_at)
          FROM STDIN (FORMAT binary)",
-        &[Type::UUID, Type::TEXT, Type::NUMERIC, Type::BPCHAR, Type::NUMERIC, Type::TIMESTAMPTZ],
+        &[Type::UUID, Type::TEXT, Type::NUMERIC, Type::BPCHAR, Type::NUMERIC, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ],
         entries.into_iter().map(|(tx, account, amount, after, micros)| -> Vec<Box<dyn ToSql + Sync + Send>> {
-            vec![Box::new(tx), Box::new(account), Box::new(amount), Box::new("USD"), Box::new(after), Box::new(ts(micros))]
+            vec![Box::new(tx), Box::new(account), Box::new(amount), Box::new("USD"), Box::new(after), Box::new(ts(micros)), Box::new(ts(micros))]
         }),
     )
     .await

@@ -43,6 +43,14 @@ pub struct Config {
     pub max_transfer_amount: Decimal,
     /// `MAX_BODY_BYTES` (default 65536): larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `MAX_BACKDATE_DAYS` (default 90): how far in the past a transaction's `effectiveAt` may be.
+    pub max_backdate_days: u32,
+    /// `MAX_HOLD_DAYS` (default 30): the longest a hold may last before it expires.
+    pub max_hold_days: u32,
+    /// `BULK_MAX_ITEMS` (default 500, at least 1): items one `POST /transactions/bulk` may carry.
+    pub bulk_max_items: usize,
+    /// `MAX_BULK_BODY_BYTES` (default 1 MiB): larger bulk request bodies get 413.
+    pub max_bulk_body_bytes: usize,
     /// `API_TOKENS`: `client_id:sha256hex[:role][,...]`, SHA-256 of each bearer token, and its role
     /// (`client`, the default, or `operator`). Checked at load (`crate::auth::Authenticator::parse`).
     pub api_tokens: String,
@@ -204,6 +212,10 @@ impl Config {
             },
             max_transfer_amount,
             max_body_bytes: number("MAX_BODY_BYTES", 65_536)? as usize,
+            max_backdate_days: number("MAX_BACKDATE_DAYS", 90)?.min(36_500) as u32,
+            max_hold_days: number("MAX_HOLD_DAYS", 30)?.clamp(1, 3_650) as u32,
+            bulk_max_items: number("BULK_MAX_ITEMS", 500)?.clamp(1, 10_000) as usize,
+            max_bulk_body_bytes: number("MAX_BULK_BODY_BYTES", 1024 * 1024)? as usize,
             api_tokens: api_tokens(get("API_TOKENS").unwrap_or_default())?,
             reconcile: ReconcileConfig {
                 date_drift_days: number("RECONCILE_DATE_DRIFT_DAYS", 2)?.min(366) as u32,
@@ -216,6 +228,18 @@ impl Config {
                 sync_max_items: number("RECONCILE_SYNC_MAX_ITEMS", 200_000)?,
             },
         })
+    }
+}
+
+impl Config {
+    /// The limits intake checks requests against.
+    pub fn intake_rules(&self) -> crate::transfers::IntakeRules {
+        crate::transfers::IntakeRules {
+            max_amount: self.max_transfer_amount,
+            max_backdate: chrono::Duration::days(i64::from(self.max_backdate_days)),
+            future_skew: chrono::Duration::seconds(crate::transfers::FUTURE_SKEW_SECONDS),
+            max_hold: chrono::Duration::days(i64::from(self.max_hold_days)),
+        }
     }
 }
 

@@ -140,6 +140,10 @@ impl TestEnv {
             retry_backoff: Default::default(),
             max_transfer_amount: rust_decimal::Decimal::from(1_000_000_000u64),
             max_body_bytes: 16 * 1024,
+            max_backdate_days: 90,
+            max_hold_days: 30,
+            bulk_max_items: 500,
+            max_bulk_body_bytes: 1024 * 1024,
             api_tokens: String::new(),
             reconcile: Default::default(),
         };

@@ -13,6 +13,15 @@ use crate::accounts::{self, AccountId};
 use crate::money::{self, Currency, Money};
 use crate::validation::ValidationError;
 
+mod movement;
+mod refund;
+
+pub use movement::{
+    FUTURE_SKEW_SECONDS, IntakeRules, Leg, LegInput, MAX_LEGS, Operation, TransactionKind,
+    parse_timestamp,
+};
+pub use refund::{OriginalLeg, RefundRefusal, RefundRequest, refund_legs};
+
 /// A client-chosen key, 1-255 visible ASCII characters, scoped to the client that sent it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -45,14 +54,18 @@ impl IdempotencyKey {
     }
 }
 
-/// The `transaction` object of `POST /transactions`, exactly as received. `amount` is kept as raw
-/// JSON so that a number is read from its text, never through f64.
-#[derive(Debug, Deserialize)]
+/// The `transaction` object of `POST /transactions`, exactly as received: one transfer (source,
+/// destination, amount) or several legs (`legs`). `amount` is kept as raw JSON so that a number is
+/// read from its text, never through f64.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferInput {
-    pub source_account_id: String,
-    pub destination_account_id: String,
-    pub amount: Box<RawValue>,
+    #[serde(default)]
+    pub source_account_id: Option<String>,
+    #[serde(default)]
+    pub destination_account_id: Option<String>,
+    #[serde(default, deserialize_with = "raw_amount")]
+    pub amount: Option<Box<RawValue>>,
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
@@ -61,42 +74,150 @@ pub struct TransferInput {
     pub description: Option<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
+    #[serde(default)]
+    pub legs: Option<Vec<LegInput>>,
+    #[serde(default, rename = "effectiveAt")]
+    pub effective_at: Option<String>,
+}
+
+/// A present `amount` is kept whatever its JSON (`null` included: it is then an invalid amount,
+/// not a missing one).
+fn raw_amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 pub const MAX_REFERENCE_CHARS: usize = 140;
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 
 impl TransferInput {
-    /// Validates the transfer. `account_currency` is the source account's currency, used when the
-    /// request names none. Same source and destination is not rejected here: it is a business
-    /// rejection the processor records as FAILED `same_account`, like the other posting rules.
+    /// Validates a plain transfer request with the default value-date window (tests and tools).
     pub fn validate(
         self,
         account_currency: Option<Currency>,
         max_amount: Decimal,
     ) -> Result<Transfer, ValidationError> {
-        let currency = match (&self.currency, account_currency) {
-            (Some(code), _) => Currency::parse(code)?,
-            (None, Some(c)) => c,
-            (None, None) => {
-                return Err(ValidationError::new(
-                    "missing_field",
-                    "currency",
-                    "currency is required when the source account is not known",
-                ));
+        self.validate_with(
+            account_currency,
+            &IntakeRules::with_max_amount(max_amount),
+            Utc::now(),
+        )
+    }
+
+    /// Validates the transfer. `account_currency` is the (first) source account's currency, used
+    /// when a single transfer names none. Same source and destination is not rejected here: it is
+    /// a business rejection the processor records as FAILED `same_account`, like the other posting
+    /// rules.
+    pub fn validate_with(
+        self,
+        account_currency: Option<Currency>,
+        rules: &IntakeRules,
+        now: DateTime<Utc>,
+    ) -> Result<Transfer, ValidationError> {
+        let effective_at = rules.value_date(self.effective_at.as_deref(), now, "effectiveAt")?;
+        let (first, more_legs) = match self.legs {
+            Some(legs) => {
+                for (present, name) in [
+                    (self.source_account_id.is_some(), "source_account_id"),
+                    (
+                        self.destination_account_id.is_some(),
+                        "destination_account_id",
+                    ),
+                    (self.amount.is_some(), "amount"),
+                ] {
+                    if present {
+                        return Err(ValidationError::new(
+                            "conflicting_fields",
+                            name,
+                            "send either `legs` or one transfer's source_account_id, \
+                             destination_account_id and amount, not both",
+                        ));
+                    }
+                }
+                validate_legs(legs, self.currency.as_deref(), rules.max_amount)?
+            }
+            None => {
+                let currency = match (&self.currency, account_currency) {
+                    (Some(code), _) => Currency::parse(code)?,
+                    (None, Some(c)) => c,
+                    (None, None) => {
+                        return Err(ValidationError::new(
+                            "missing_field",
+                            "currency",
+                            "currency is required when the source account is not known",
+                        ));
+                    }
+                };
+                let single = LegInput {
+                    source_account_id: required(self.source_account_id, "source_account_id")?,
+                    destination_account_id: required(
+                        self.destination_account_id,
+                        "destination_account_id",
+                    )?,
+                    amount: Some(self.amount.ok_or_else(|| missing("amount"))?),
+                    currency: None,
+                };
+                (
+                    single.validate(Some(currency), rules.max_amount)?,
+                    Vec::new(),
+                )
             }
         };
-        TransferDraft {
-            source_account_id: self.source_account_id,
-            destination_account_id: self.destination_account_id,
-            amount: parse_amount_json(&self.amount, "amount")?,
-            currency,
+        let mut transfer = TransferDraft {
+            source_account_id: first.source_account_id.into_string(),
+            destination_account_id: first.destination_account_id.into_string(),
+            amount: first.amount,
+            currency: first.currency,
             reference: self.reference,
             description: self.description,
             metadata: self.metadata,
         }
-        .validate(max_amount)
+        .validate(rules.max_amount)?;
+        transfer.more_legs = more_legs;
+        transfer.effective_at = effective_at;
+        Ok(transfer)
     }
+}
+
+fn missing(field: &str) -> ValidationError {
+    ValidationError::new("missing_field", field, format!("missing field `{field}`"))
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, ValidationError> {
+    value.ok_or_else(|| missing(field))
+}
+
+/// The legs of a multi-leg request: 1..=`MAX_LEGS`, each validated, field paths `legs[i].…`.
+/// Returns the first leg and the others.
+fn validate_legs(
+    legs: Vec<LegInput>,
+    currency: Option<&str>,
+    max_amount: Decimal,
+) -> Result<(Leg, Vec<Leg>), ValidationError> {
+    let default_currency = currency.map(Currency::parse).transpose()?;
+    if legs.is_empty() {
+        return Err(ValidationError::new(
+            "invalid_field",
+            "legs",
+            "a transaction needs at least one leg",
+        ));
+    }
+    if legs.len() > MAX_LEGS {
+        return Err(ValidationError::new(
+            "too_many_legs",
+            "legs",
+            format!("a transaction carries at most {MAX_LEGS} legs"),
+        ));
+    }
+    let mut valid = legs
+        .into_iter()
+        .enumerate()
+        .map(|(i, leg)| {
+            leg.validate(default_currency, max_amount)
+                .map_err(|e| e.under(&format!("legs[{i}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = valid.remove(0);
+    Ok((first, valid))
 }
 
 /// A transfer with its amount and currency read but nothing else checked: what the reconciliation's
@@ -131,6 +252,9 @@ impl TransferDraft {
             reference,
             description,
             metadata,
+            more_legs: Vec::new(),
+            effective_at: None,
+            operation: Operation::Transfer,
             adjusts: None,
             validated: Validated(()),
         })
@@ -193,6 +317,16 @@ pub struct Transfer {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub metadata: Value,
+    /// The legs after the first (a multi-leg transaction); empty for one transfer, and then absent
+    /// from the canonical JSON, so a plain transfer hashes as it always did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_legs: Vec<Leg>,
+    /// The value date the client asked for (`effectiveAt`); `None`: when it posts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
+    /// What the transaction does (a transfer unless it is a hold, capture, void or refund).
+    #[serde(default, skip_serializing_if = "Operation::is_transfer")]
+    pub operation: Operation,
     /// The discrepancy this transfer adjusts, for the reconciliation's adjusting transfers (set
     /// only by `Transfer::adjusting`; never by a client's request). Absent from a client transfer's
     /// JSON, so its queue message and request hash are what they always were, while an adjusting
@@ -230,6 +364,54 @@ impl Transfer {
     /// The discrepancy an adjusting transfer answers (`None` for a client's transfer).
     pub fn adjusts(&self) -> Option<Uuid> {
         self.adjusts
+    }
+
+    /// The first leg (the source, destination, amount and currency fields).
+    pub fn first_leg(&self) -> Leg {
+        Leg {
+            source_account_id: self.source_account_id.clone(),
+            destination_account_id: self.destination_account_id.clone(),
+            amount: self.amount,
+            currency: self.currency,
+        }
+    }
+
+    /// Every leg, in order.
+    pub fn legs(&self) -> Vec<Leg> {
+        let mut legs = Vec::with_capacity(1 + self.more_legs.len());
+        legs.push(self.first_leg());
+        legs.extend(self.more_legs.iter().cloned());
+        legs
+    }
+
+    /// Every account the transaction names, in leg order (with repeats).
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.source_account_id)
+            .chain(std::iter::once(&self.destination_account_id))
+            .chain(
+                self.more_legs
+                    .iter()
+                    .flat_map(|l| [&l.source_account_id, &l.destination_account_id]),
+            )
+            .map(AccountId::as_str)
+    }
+
+    /// This transaction as another operation on the same legs (a hold, a capture, ...).
+    pub fn with_operation(mut self, operation: Operation) -> Self {
+        self.operation = operation;
+        self
+    }
+
+    /// This transaction with these legs after the first.
+    pub fn with_more_legs(mut self, legs: Vec<Leg>) -> Self {
+        self.more_legs = legs;
+        self
+    }
+
+    /// This transaction with a value date.
+    pub fn with_effective_at(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.effective_at = at;
+        self
     }
 }
 
@@ -304,6 +486,8 @@ pub enum MalformedMessage {
     AdjustmentKey,
     #[error("amount {0}")]
     Amount(String),
+    #[error("the legs do not fit the operation")]
+    Shape,
 }
 
 impl TransferMessage {
@@ -337,11 +521,25 @@ impl TransferMessage {
             _ => return Err(MalformedMessage::AdjustmentKey),
         }
         let t = &msg.transfer;
-        if t.amount <= Decimal::ZERO || t.amount.scale() != t.currency.minor_units() {
-            return Err(MalformedMessage::Amount(format!(
-                "{} is not a valid {} amount",
-                t.amount, t.currency
-            )));
+        for leg in t.legs() {
+            if leg.amount <= Decimal::ZERO || leg.amount.scale() != leg.currency.minor_units() {
+                return Err(MalformedMessage::Amount(format!(
+                    "{} is not a valid {} amount",
+                    leg.amount, leg.currency
+                )));
+            }
+        }
+        let legs = 1 + t.more_legs.len();
+        let shape_ok = legs <= MAX_LEGS
+            && match &t.operation {
+                Operation::Transfer => true,
+                Operation::Hold { .. } | Operation::Capture { .. } | Operation::Void { .. } => {
+                    legs == 1
+                }
+                Operation::Refund { of_legs, .. } => of_legs.len() == legs,
+            };
+        if !shape_ok || (t.adjusts.is_some() && !t.operation.is_transfer()) {
+            return Err(MalformedMessage::Shape);
         }
         Ok(msg)
     }

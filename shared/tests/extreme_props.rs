@@ -250,14 +250,17 @@ proptest! {
             currency: "USD".into(),
             overdraft_limit: limit,
             balance,
+            pending: Decimal::ZERO,
         };
         let limit = if unlimited { OverdraftLimit::Unlimited } else { OverdraftLimit::Limited(MAX_AMOUNT) };
-        let mut accounts = HashMap::from([
+        let accounts = HashMap::from([
             ("src".to_string(), account(source, limit)),
             ("dst".to_string(), account(destination, OverdraftLimit::Limited(Decimal::ZERO))),
         ]);
-        match ledger::decide(&msg, &mut accounts) {
-            Decision::Post(p) => {
+        let mut book = ledger::Book::of_accounts(accounts, chrono::Utc::now());
+        match ledger::decide(&msg, &mut book) {
+            Decision::Post(d) => {
+                let p = &d.postings[0];
                 prop_assert_eq!(p.source_balance_after, source - amount);
                 prop_assert_eq!(p.destination_balance_after, destination + amount);
             }

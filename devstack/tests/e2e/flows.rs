@@ -27,7 +27,7 @@ async fn a_transfer_goes_from_intake_to_the_ledger() {
     assert_eq!(done["transaction"]["amount"], "100.00");
     assert_eq!(
         done["result"]["entries"][1],
-        json!({"accountId": "alice", "amount": "100.00", "balanceAfter": "100.00"})
+        json!({"accountId": "alice", "amount": "100.00", "balanceAfter": "100.00", "leg": 0})
     );
 
     s.submit("pay-2", "alice", "bob", "30.25").await;

@@ -6,6 +6,7 @@ mod events;
 mod faults;
 mod flows;
 mod helpers;
+mod money;
 mod openapi;
 mod reconciliation;
 mod reconciliation_api;

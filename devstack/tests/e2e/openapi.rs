@@ -348,6 +348,104 @@ async fn every_response_matches_openapi() {
     c.get("/api/v1/accounts/alice/ledger?limit=0").await;
     c.get("/api/v1/accounts/alice/ledger?cursor=zzz").await;
 
+    // Money movement: multi-leg, by id, refunds, holds, bulk.
+    open(&s, &["bob"]).await;
+    let legs = json!({"transaction": {"currency": "USD", "effectiveAt": chrono::Utc::now().to_rfc3339(), "legs": [
+        {"source_account_id": "alice", "destination_account_id": "bob", "amount": "10.00"},
+        {"source_account_id": "alice", "destination_account_id": "world", "amount": "1.00"}]},
+        "idempotencyKey": "legs-1"});
+    c.post("/api/v1/transactions", legs).await; // 202
+    c.post(
+        "/api/v1/transactions",
+        json!({"transaction": {"legs": []}, "idempotencyKey": "legs-2"}),
+    )
+    .await; // 422
+    let (_, accepted) = c.post("/api/v1/transactions/bulk", json!({"items": [
+        {"transaction": {"source_account_id": "world", "destination_account_id": "bob", "amount": "3.00"}, "idempotencyKey": "bulk-1"},
+        {"transaction": {"source_account_id": "world", "destination_account_id": "bob", "amount": "3.001"}, "idempotencyKey": "bulk-2"}]})).await; // 202
+    assert_eq!(accepted["results"][1]["status"], "REJECTED");
+    c.post("/api/v1/transactions/bulk", json!({"atomic": true, "idempotencyKey": "bulk-3", "items": [
+        {"transaction": {"source_account_id": "world", "destination_account_id": "bob", "amount": "3.00"}}]})).await; // 202
+    c.post("/api/v1/transactions/bulk", json!({"items": []}))
+        .await; // 422
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (_, hold) = c
+        .post(
+            "/api/v1/holds",
+            json!({"hold": {"source_account_id": "alice", "destination_account_id": "bob",
+        "amount": "5.00", "expiresAt": expires}, "idempotencyKey": "hold-1"}),
+        )
+        .await; // 202
+    c.post(
+        "/api/v1/holds",
+        json!({"hold": {"source_account_id": "alice", "destination_account_id": "bob",
+        "amount": "5.00", "expiresAt": "2020-01-01T00:00:00Z"}, "idempotencyKey": "hold-2"}),
+    )
+    .await; // 422
+    s.drain().await;
+    let (_, legs_done) = c.get("/api/v1/transactions/status/legs-1").await;
+    let legs_id = legs_done["transactionId"].as_str().unwrap().to_string();
+    c.get(&format!("/api/v1/transactions/{legs_id}")).await; // 200
+    c.get("/api/v1/transactions/00000000-0000-0000-0000-000000000000")
+        .await; // 404
+    let refunds = format!("/api/v1/transactions/{legs_id}/refunds");
+    c.post(
+        &refunds,
+        json!({"idempotencyKey": "refund-1", "amount": "4.00", "leg": 0}),
+    )
+    .await; // 202
+    c.post(
+        &refunds,
+        json!({"idempotencyKey": "refund-2", "amount": "400.00", "leg": 0}),
+    )
+    .await; // 409
+    c.post(
+        &refunds,
+        json!({"idempotencyKey": "refund-3", "amount": "1.00"}),
+    )
+    .await; // 422 leg_required
+    c.post(
+        "/api/v1/transactions/00000000-0000-0000-0000-000000000000/refunds",
+        json!({"idempotencyKey": "refund-4"}),
+    )
+    .await; // 404
+    let hold_id = hold["transactionId"].as_str().unwrap().to_string();
+    c.get(&format!("/api/v1/holds/{hold_id}")).await; // 200
+    c.get("/api/v1/holds/00000000-0000-0000-0000-000000000000")
+        .await; // 404
+    c.post(
+        &format!("/api/v1/holds/{hold_id}/capture"),
+        json!({"idempotencyKey": "cap-1", "amount": "2.00"}),
+    )
+    .await; // 202
+    c.post(
+        &format!("/api/v1/holds/{hold_id}/capture"),
+        json!({"idempotencyKey": "cap-2", "amount": "9.00"}),
+    )
+    .await; // 409
+    c.post(
+        "/api/v1/holds/00000000-0000-0000-0000-000000000000/capture",
+        json!({"idempotencyKey": "cap-3"}),
+    )
+    .await; // 404
+    c.post(
+        &format!("/api/v1/holds/{hold_id}/void"),
+        json!({"idempotencyKey": "void-1"}),
+    )
+    .await; // 202
+    s.drain().await;
+    c.post(
+        &format!("/api/v1/holds/{hold_id}/void"),
+        json!({"idempotencyKey": "void-2"}),
+    )
+    .await; // 409
+    c.get(&format!("/api/v1/holds/{hold_id}")).await; // VOIDED with events
+    c.get("/api/v1/transactions/status/refund-1").await; // a REFUND
+    c.get("/api/v1/transactions/status/hold-1").await; // a HOLD
+    c.get(&format!("/api/v1/transactions/{legs_id}")).await; // with its refund
+    c.get("/api/v1/accounts/alice/ledger").await;
+    c.get("/api/v1/accounts/alice/balance").await;
+
     // Reconciliation.
     let csv = format!(
         "id,booked_date,amount,currency,reference\nb1,{t},100.00,USD,k1\nb2,{t},5.00,USD,\nb3,{t},1.001,USD,\n"

@@ -10,6 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -172,16 +173,27 @@ pub async fn balance(
         })
         .transpose()?;
     let account = visible_account(&state, &client, &id, None).await?;
-    let (balance, as_of) = match as_of {
-        None => (account.balance, account.balance_updated_at),
-        Some(t) => (store::balance_as_of(&state.db, &account.id, t).await?, t),
-    };
-    Ok(Json(json!({
-        "accountId": account.id,
-        "currency": account.currency,
-        "balance": format_amount(balance, &account.currency),
-        "asOf": as_of,
-    })))
+    let money = |d: Decimal| format_amount(d, &account.currency);
+    Ok(Json(match as_of {
+        // Now: posted, what holds reserve, and what is left to spend.
+        None => json!({
+            "accountId": account.id,
+            "currency": account.currency,
+            "balance": money(account.balance),
+            "posted": money(account.balance),
+            "pending": money(account.pending),
+            "available": money(account.balance - account.pending),
+            "asOf": account.balance_updated_at,
+        }),
+        // By value date: entries effective at or before `asOf`, whenever they posted.
+        Some(t) => json!({
+            "accountId": account.id,
+            "currency": account.currency,
+            "balance": money(store::balance_as_of(&state.db, &account.id, t).await?),
+            "asOf": t,
+            "basis": "effectiveAt",
+        }),
+    }))
 }
 
 pub async fn ledger(
@@ -216,6 +228,9 @@ pub async fn ledger(
                 "counterpartyAccountId": e.counterparty_account_id,
                 "reference": e.reference,
                 "postedAt": e.posted_at,
+                "effectiveAt": e.effective_at,
+                "leg": e.leg,
+                "kind": e.kind,
             })
         })
         .collect();

@@ -2,10 +2,13 @@
 //! devstack serves the same Router on a port.
 
 mod accounts;
+mod bulk;
 mod discrepancies;
 pub mod extract;
+mod holds;
 mod operations;
 pub mod problem;
+mod refunds;
 mod runs;
 mod statements;
 mod transactions;
@@ -27,13 +30,24 @@ pub type AppState = Clients;
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let max_statement = state.config.reconcile.max_statement_bytes;
+    let max_bulk = state.config.max_bulk_body_bytes;
     let authenticated = Router::new()
         .route("/accounts", post(accounts::create))
         .route("/accounts/{id}", get(accounts::get))
         .route("/accounts/{id}/balance", get(accounts::balance))
         .route("/accounts/{id}/ledger", get(accounts::ledger))
         .route("/transactions", post(transactions::submit))
+        .route(
+            "/transactions/bulk",
+            post(bulk::submit).layer(DefaultBodyLimit::max(max_bulk)),
+        )
         .route("/transactions/status/{key}", get(transactions::status))
+        .route("/transactions/{id}", get(transactions::get))
+        .route("/transactions/{id}/refunds", post(refunds::create))
+        .route("/holds", post(holds::create))
+        .route("/holds/{id}", get(holds::get))
+        .route("/holds/{id}/capture", post(holds::capture))
+        .route("/holds/{id}/void", post(holds::void))
         .route(
             "/statements",
             post(statements::import).layer(DefaultBodyLimit::max(max_statement)),

@@ -4,9 +4,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use shared::ledger::FailureCode;
 use shared::reconcile::workflow::DiscrepancyStatus;
 use shared::services::discrepancies::{ResolveError, Sent};
 use shared::services::intake::IntakeError;
+use shared::services::movement::MovementError;
 use shared::services::reconciliation::RunError;
 use shared::services::statements::ImportError;
 use shared::store::StoreError;
@@ -192,6 +194,48 @@ impl From<IntakeError> for Problem {
                 .with("component", json!("sqs"))
                 .with("transactionId", json!(transaction_id))
             }
+        }
+    }
+}
+
+/// A hold, capture, void or refund refused at intake.
+impl From<MovementError> for Problem {
+    fn from(e: MovementError) -> Self {
+        match e {
+            MovementError::NotFound("hold") => Problem::not_found(
+                "hold_not_found",
+                "no hold with this id (for this client); a hold still queued is not found until it posts",
+            ),
+            MovementError::NotFound(_) => Problem::not_found(
+                "transaction_not_found",
+                "no recorded transaction with this id (for this client); one still queued is not found until it posts",
+            ),
+            MovementError::Conflict(code) => {
+                let detail = match code {
+                    FailureCode::HoldCaptured => "the hold was captured in full: nothing remains",
+                    FailureCode::HoldVoided => "the hold was voided",
+                    FailureCode::HoldExpired => "the hold expired: what it reserved was released",
+                    FailureCode::CaptureExceedsHold => {
+                        "the amount is more than remains of the hold"
+                    }
+                    FailureCode::RefundExceedsRemaining => {
+                        "the amount is more than remains to refund (the leg's amount less earlier refunds)"
+                    }
+                    _ => {
+                        "the transaction is not a posted transfer or capture: it cannot be refunded"
+                    }
+                };
+                let p = Problem::new(StatusCode::CONFLICT, code.as_str(), detail);
+                match code {
+                    FailureCode::CaptureExceedsHold | FailureCode::RefundExceedsRemaining => {
+                        p.field("amount")
+                    }
+                    _ => p,
+                }
+            }
+            MovementError::Invalid(e) => e.into(),
+            MovementError::Intake(e) => e.into(),
+            MovementError::Store(e) => e.into(),
         }
     }
 }

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
@@ -20,16 +22,25 @@ use crate::problem::{ApiResult, Problem};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBody {
-    transaction: TransferInput,
+    pub transaction: TransferInput,
     #[serde(default, rename = "idempotencyKey")]
-    idempotency_key: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
+pub(crate) fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
+    accepted_response_with(accepted, replayed, json!({}))
+}
+
+/// The 202 with `extra` fields added to the body.
+pub(crate) fn accepted_response_with(
+    accepted: &Accepted,
+    replayed: bool,
+    extra: Value,
+) -> Response {
     let poll = status_path(&accepted.idempotency_key);
-    let body = json!({
+    let mut body = json!({
         "status": "ACCEPTED",
         "idempotencyKey": accepted.idempotency_key,
         "transactionId": accepted.transaction_id,
@@ -38,6 +49,9 @@ fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
         "acceptedAt": accepted.accepted_at,
         "expiresAt": accepted.expires_at,
     });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&poll) {
@@ -50,7 +64,10 @@ fn accepted_response(accepted: &Accepted, replayed: bool) -> Response {
 }
 
 /// The key from the body or the `Idempotency-Key` header (both may be sent if they agree).
-fn idempotency_key(body_key: Option<String>, headers: &HeaderMap) -> ApiResult<IdempotencyKey> {
+pub(crate) fn idempotency_key(
+    body_key: Option<String>,
+    headers: &HeaderMap,
+) -> ApiResult<IdempotencyKey> {
     let header_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
@@ -81,44 +98,86 @@ pub async fn submit(
 ) -> ApiResult<Response> {
     let key = idempotency_key(body.idempotency_key, &headers)?;
     let input = body.transaction;
-
-    // Without a currency the transfer is in the source account's currency (one lookup).
-    let account_currency = match (
-        &input.currency,
-        AccountId::parse(&input.source_account_id, ""),
-    ) {
-        (None, Ok(source)) => account_store::get(&state.db, &client, source.as_str())
-            .await?
-            .and_then(|a| Currency::parse(&a.currency).ok()),
-        _ => None,
-    };
+    let account_currency = source_currency(&state, &client, &input).await?;
     let transfer = input
-        .validate(account_currency, state.config.max_transfer_amount)
+        .validate_with(account_currency, &state.config.intake_rules(), Utc::now())
         .map_err(|e| Problem::from(e.under("transaction")))?;
+    intake_response(intake::accept(&state, &client, &key, transfer).await)
+}
 
-    match intake::accept(&state, &client, &key, transfer).await {
+/// The 202 of an accepted (or replayed) request, or the problem.
+pub(crate) fn intake_response<E: Into<Problem>>(result: Result<Intake, E>) -> ApiResult<Response> {
+    match result {
         Ok(Intake::Accepted(accepted)) => Ok(accepted_response(&accepted, false)),
         Ok(Intake::Replayed(accepted)) => Ok(accepted_response(&accepted, true)),
         Err(e) => Err(e.into()),
     }
 }
 
-fn record_json(r: &tx_store::TransactionRecord) -> Value {
+/// Without a currency, a single transfer is in its source account's currency (one lookup).
+pub(crate) async fn source_currency(
+    state: &AppState,
+    client: &str,
+    input: &TransferInput,
+) -> ApiResult<Option<Currency>> {
+    let source = match (&input.currency, &input.legs, &input.source_account_id) {
+        (None, None, Some(source)) => source,
+        _ => return Ok(None),
+    };
+    let Ok(source) = AccountId::parse(source, "") else {
+        return Ok(None);
+    };
+    Ok(account_store::get(&state.db, client, source.as_str())
+        .await?
+        .and_then(|a| Currency::parse(&a.currency).ok()))
+}
+
+pub(crate) fn record_json(r: &tx_store::TransactionRecord) -> Value {
+    let money = |d| format_amount(d, &r.currency);
+    let legs = r.legs.clone().unwrap_or_else(|| {
+        json!([{
+            "leg": 0,
+            "source_account_id": r.source_account_id,
+            "destination_account_id": r.destination_account_id,
+            "amount": money(r.amount),
+            "currency": r.currency,
+        }])
+    });
+    let refunds: Vec<Value> = r
+        .refunds
+        .iter()
+        .map(|x| {
+            json!({
+                "transactionId": x.transaction_id,
+                "idempotencyKey": x.idempotency_key,
+                "leg": x.leg,
+                "amount": money(x.amount),
+                "postedAt": x.posted_at,
+            })
+        })
+        .collect();
+    let refunded: Decimal = r.refunds.iter().map(|x| x.amount).sum();
     let mut body = json!({
         "idempotencyKey": r.idempotency_key,
         "status": r.status,
         "transactionId": r.id,
         "transaction": {
             "id": r.id,
+            "kind": r.kind.as_str(),
             "source_account_id": r.source_account_id,
             "destination_account_id": r.destination_account_id,
-            "amount": format_amount(r.amount, &r.currency),
+            "amount": money(r.amount),
             "currency": r.currency,
+            "legs": legs,
             "reference": r.reference,
             "description": r.description,
             "metadata": r.metadata,
             "acceptedAt": r.accepted_at,
             "postedAt": r.posted_at,
+            "effectiveAt": r.effective_at.unwrap_or(r.posted_at),
+            "parentId": r.parent_id,
+            "refunds": refunds,
+            "refunded": money(refunded),
         },
     });
     if let Some(code) = &r.failure_code {
@@ -127,17 +186,37 @@ fn record_json(r: &tx_store::TransactionRecord) -> Value {
         let entries: Vec<Value> = r
             .entries
             .iter()
-            .map(|(account, amount, after)| {
+            .map(|e| {
                 json!({
-                    "accountId": account,
-                    "amount": format_amount(*amount, &r.currency),
-                    "balanceAfter": format_amount(*after, &r.currency),
+                    "accountId": e.account_id,
+                    "amount": money(e.amount),
+                    "balanceAfter": money(e.balance_after),
+                    "leg": e.leg,
                 })
             })
             .collect();
         body["result"] = json!({ "entries": entries });
     }
     body
+}
+
+/// A recorded transaction by its id.
+pub async fn get(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    PathParam(id): PathParam,
+) -> ApiResult<Json<Value>> {
+    let not_found = || {
+        Problem::not_found(
+            "transaction_not_found",
+            "no recorded transaction with this id (for this client)",
+        )
+    };
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match tx_store::find_by_id(&state.db, &client, id).await? {
+        Some(record) => Ok(Json(record_json(&record))),
+        None => Err(not_found()),
+    }
 }
 
 /// Postgres first (the truth); then Redis for transfers still queued. If Postgres is down, the

@@ -10,8 +10,9 @@ use shared::store::{self, PgPool, roles};
 use shared::testkit::{TestEnv, admin_database_url, with_database};
 
 /// Every table no code path updates or deletes, with a column to try an UPDATE on.
-const APPEND_ONLY: [(&str, &str); 8] = [
+const APPEND_ONLY: [(&str, &str); 9] = [
     ("ledger_entries", "amount"),
+    ("refunds", "amount"),
     ("audit_log", "action"),
     ("transactions", "amount"),
     ("statement_lines", "amount"),
@@ -20,8 +21,9 @@ const APPEND_ONLY: [(&str, &str); 8] = [
     ("matches", "pairs"),
     ("run_discrepancies", "run_id"),
 ];
-const MUTABLE: [&str; 5] = [
+const MUTABLE: [&str; 6] = [
     "accounts",
+    "holds",
     "account_balances",
     "statements",
     "discrepancies",
@@ -72,6 +74,8 @@ const SEED: &str = "
     VALUES ('00000000-0000-7000-8000-000000000001', 'a', -10, 'USD', -10, now()),
            ('00000000-0000-7000-8000-000000000001', 'b', 10, 'USD', 10, now());
     INSERT INTO audit_log (client_id, action, entity, entity_id) VALUES ('demo', 'x', 'account', 'a');
+    INSERT INTO refunds (refund_id, leg, original_id, original_leg, amount)
+    VALUES ('00000000-0000-7000-8000-000000000002', 0, '00000000-0000-7000-8000-000000000001', 0, 1);
     INSERT INTO statements (client_id, account_id, format, content_sha256, lines_imported,
         lines_duplicate, lines_rejected) VALUES ('demo', 'a', 'csv', 'sha', 1, 0, 0);
     INSERT INTO statement_lines (statement_id, account_id, external_id, booked_on, amount, currency)
@@ -168,7 +172,7 @@ async fn the_app_role_cannot_change_the_schema_or_its_own_powers() {
         "ALTER TABLE transactions DISABLE TRIGGER transactions_append_only",
         "DROP TRIGGER ledger_entries_append_only ON ledger_entries",
         "ALTER TABLE transactions DROP CONSTRAINT transactions_distinct_accounts",
-        "DROP INDEX ledger_entries_one_per_side",
+        "DROP INDEX ledger_entries_one_per_leg_side",
         "DROP TABLE audit_log",
         "ALTER TABLE ledger_entries OWNER TO CURRENT_USER",
         "CREATE TABLE shadow (id int)",
@@ -285,12 +289,14 @@ async fn grants_are_exactly_what_the_functions_run() {
             "discrepancies INSERT,SELECT",
             "discrepancy_events INSERT,SELECT",
             "discrepancy_events_id_seq USAGE",
+            "holds INSERT,SELECT",
             "intake_requests DELETE,INSERT,SELECT",
             "ledger_entries INSERT,SELECT",
             "ledger_entries_id_seq USAGE",
             "matches INSERT,SELECT",
             "reconciliation_requests INSERT,SELECT",
             "reconciliation_runs INSERT,SELECT",
+            "refunds INSERT,SELECT",
             "run_discrepancies INSERT,SELECT",
             "statement_lines INSERT,SELECT",
             "statement_lines_id_seq USAGE",
@@ -310,9 +316,10 @@ async fn grants_are_exactly_what_the_functions_run() {
     assert_eq!(
         columns,
         [
-            "account_balances UPDATE balance,updated_at,version",
+            "account_balances UPDATE balance,pending,updated_at,version",
             "dead_letters UPDATE posted_at,redrive_deduplication_id,redriven_at,status",
             "discrepancies UPDATE cleared_by_run,detail,last_seen_run,resolution,status,updated_at",
+            "holds UPDATE captured,closed_at,status",
             "intake_requests UPDATE outcome_unknown",
             "reconciliation_requests UPDATE attempts,error,finished_at,started_at,status",
             "statements UPDATE lines_duplicate,lines_imported",
@@ -393,23 +400,27 @@ async fn the_new_constraints_refuse_bad_rows() {
         );
     }
 
-    let entry = |account: &str, amount: i32| {
+    let entry = |account: &str, amount: i32, leg: i32| {
         format!(
-            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at)
-             VALUES ('{}', '{account}', {amount}, 'USD', 0, now())",
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at, leg)
+             VALUES ('{}', '{account}', {amount}, 'USD', 0, now(), {leg})",
             t(1)
         )
     };
-    exec(app, &entry("a", -10)).await;
-    exec(app, &entry("b", 10)).await;
-    for sql in [entry("a", -3), entry("b", 7)] {
+    exec(app, &entry("a", -10, 0)).await;
+    exec(app, &entry("b", 10, 0)).await;
+    // One debit and one credit per leg, whatever the accounts.
+    for sql in [entry("a", -3, 0), entry("c", 7, 0)] {
         let (code, message) = refused(app, &sql).await;
         assert_eq!(code, "23505", "{message}");
-        assert!(message.contains("ledger_entries_one_per_side"), "{message}");
+        assert!(
+            message.contains("ledger_entries_one_per_leg_side"),
+            "{message}"
+        );
     }
-    // The other side of the same account is another entry (the index allows it; the invariant
-    // checks would report the transfer's imbalance).
-    exec(app, &entry("a", 10)).await;
+    // Another leg may debit the same account again (the card payment's customer pays the merchant,
+    // the fee and the tax).
+    exec(app, &entry("a", -3, 1)).await;
 }
 
 fn unique_suffix() -> String {

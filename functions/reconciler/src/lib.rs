@@ -24,7 +24,8 @@ pub fn scheduled_day(event: &Value) -> NaiveDate {
         )
 }
 
-/// The `task` of the every-minute schedule's input: run the reconciliations the API queued.
+/// The `task` of the every-minute schedule's input: expire the holds past their expiry, then run
+/// the reconciliations the API queued.
 pub const QUEUED_TASK: &str = "queued-reconciliations";
 
 /// How long one invocation keeps taking queued reconciliations (the function's timeout is 15
@@ -42,17 +43,21 @@ pub async fn handle(clients: &Clients, event: Value) -> anyhow::Result<Value> {
 
 async fn handle_queued(clients: &Clients) -> anyhow::Result<Value> {
     let started = Instant::now();
+    // Holds past their expiry release what they reserve (posting also does, for the accounts it
+    // touches; this frees the others' `available` within a minute).
+    let expired_holds = shared::services::movement::expire_holds(clients).await?;
     let done =
         reconciliation::run_queued(&clients.db, &clients.config.reconcile, QUEUED_BUDGET).await?;
     let mut metrics = Metrics::new("reconciler");
     metrics.count("QueuedRuns", done.len() as u64);
+    metrics.count("HoldExpiryAccounts", expired_holds);
     metrics.count(
         "QueuedRunsFailed",
         done.iter().filter(|d| d.error.is_some()).count() as u64,
     );
     metrics.millis("Duration", started.elapsed().as_secs_f64() * 1000.0);
     metrics.flush();
-    Ok(json!({"task": QUEUED_TASK, "runs": done}))
+    Ok(json!({"task": QUEUED_TASK, "runs": done, "holdsReleasedOnAccounts": expired_holds}))
 }
 
 /// The daily run: every account with statements, then the ledger-wide checks.

@@ -2,12 +2,16 @@
 //! on each new one, and the result is everything the store writes plus one [`Outcome`] per message.
 //! Pure: the store reads the locked rows and recorded keys in, and writes the plan out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Decision, FailureCode, LockedAccount, Posting, TransferStatus, decide};
+use super::book::{Book, HoldStatus};
+use super::decide::{Decided, HoldChange};
+use super::{Decision, FailureCode, TransferStatus, decide};
 use crate::transfers::TransferMessage;
 
 /// What happened to one message of a batch.
@@ -71,25 +75,65 @@ pub struct TransactionRow<'a> {
     pub message: &'a TransferMessage,
     pub status: TransferStatus,
     pub failure_code: Option<FailureCode>,
+    /// The `amount` column: the first leg's amount as decided (a capture or refund of "what
+    /// remains" is decided at posting), or what a void released.
+    pub amount: Decimal,
+    /// The `legs` column: every leg (as decided, when posted) when there is more than one.
+    pub legs: Option<Value>,
 }
 
-/// One leg of a posted transfer: debit (amount < 0) on the source, credit on the destination.
+/// One side of a posted leg: debit (amount < 0) on the source, credit on the destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRow {
     pub transaction_id: Uuid,
+    pub leg: i16,
     pub account_id: String,
     pub amount: Decimal,
     pub currency: String,
     pub balance_after: Decimal,
+    /// The transaction's value date; `None`: when it posts.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
-/// An account's balance after the batch, and how many entries the batch wrote to it (its version
-/// moves by that many).
+/// An account's balance and pending debits after the batch, and how many entries the batch wrote
+/// to it (its version moves by that many).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BalanceUpdate {
     pub account_id: String,
     pub balance: Decimal,
+    pub pending: Decimal,
     pub entries: i64,
+}
+
+/// A hold placed by this batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewHold {
+    pub id: Uuid,
+    pub client_id: String,
+    pub idempotency_key: String,
+    pub source_account_id: String,
+    pub destination_account_id: String,
+    pub currency: String,
+    pub amount: Decimal,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An existing hold's state after the batch (captured, voided, expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldUpdate {
+    pub id: Uuid,
+    pub captured: Decimal,
+    pub status: HoldStatus,
+}
+
+/// How much of an original's leg a refund's leg gave back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRow {
+    pub refund_id: Uuid,
+    pub leg: i16,
+    pub original_id: Uuid,
+    pub original_leg: i16,
+    pub amount: Decimal,
 }
 
 /// An adjusting transfer decided now: its discrepancy settles with it (no code: posted).
@@ -105,56 +149,91 @@ pub struct Settlement<'a> {
 pub struct BatchPlan<'a> {
     pub transactions: Vec<TransactionRow<'a>>,
     pub entries: Vec<EntryRow>,
-    /// Only when a transfer posted; sorted by account id.
+    /// Only accounts whose balance or pending changed; sorted by account id.
     pub balances: Vec<BalanceUpdate>,
     pub settlements: Vec<Settlement<'a>>,
+    pub new_holds: Vec<NewHold>,
+    /// Sorted by hold id.
+    pub hold_updates: Vec<HoldUpdate>,
+    pub refunds: Vec<RefundRow>,
     /// One per message, in order.
     pub outcomes: Vec<Outcome>,
 }
 
-/// Plans a batch against the accounts it locked and the keys already recorded, in message order:
-/// a recorded key (earlier, or by a copy earlier in this batch) is replayed, compared by request
-/// hash, and writes nothing; a new one is decided against the running balances.
+/// Plans a batch against what it locked and the keys already recorded, in message order: first
+/// the holds of its accounts that expired by the batch's time are released; then a recorded key
+/// (earlier, or by a copy earlier in this batch) is replayed, compared by request hash, and writes
+/// nothing; a new one is decided against the running book.
 pub fn plan_batch<'a>(
     messages: &'a [TransferMessage],
-    accounts: HashMap<String, LockedAccount>,
+    book: Book,
     recorded: RecordedKeys,
 ) -> BatchPlan<'a> {
     let mut batch = Batch {
-        accounts,
+        book,
         recorded,
         touched: BTreeMap::new(),
+        pending_touched: BTreeSet::new(),
+        placed: BTreeMap::new(),
+        changed_holds: BTreeSet::new(),
         plan: BatchPlan::default(),
     };
+    batch.expire_holds();
     for m in messages {
         let outcome = batch.execute(m);
         batch.plan.outcomes.push(outcome);
     }
     let plan = batch.finish();
     assert_eq!(plan.outcomes.len(), messages.len(), "one outcome a message");
-    assert_eq!(plan.entries.len(), 2 * plan.posted(), "two legs a posting");
+    assert!(plan.balanced(), "every currency's entries sum to zero");
     plan
 }
 
 impl BatchPlan<'_> {
-    fn posted(&self) -> usize {
-        self.transactions
-            .iter()
-            .filter(|t| t.status == TransferStatus::Completed)
-            .count()
+    /// Two entries a leg, and per currency the entries sum to zero.
+    fn balanced(&self) -> bool {
+        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        for e in &self.entries {
+            *sums.entry(&e.currency).or_default() += e.amount;
+        }
+        self.entries.len() % 2 == 0 && sums.values().all(|s| s.is_zero())
     }
 }
 
 /// The state a batch carries from one message to the next.
 struct Batch<'a> {
-    accounts: HashMap<String, LockedAccount>,
+    book: Book,
     recorded: RecordedKeys,
     /// Entries written per account so far.
     touched: BTreeMap<String, i64>,
+    /// Accounts whose pending debits changed.
+    pending_touched: BTreeSet<String>,
+    /// Holds placed by this batch, with their keys.
+    placed: BTreeMap<Uuid, String>,
+    /// Existing holds this batch changed.
+    changed_holds: BTreeSet<Uuid>,
     plan: BatchPlan<'a>,
 }
 
 impl<'a> Batch<'a> {
+    /// Releases every hold the book holds that expired by the batch's time: an expired hold
+    /// reserves nothing, whether or not the scheduled sweep has run.
+    fn expire_holds(&mut self) {
+        let now = self.book.now;
+        for (id, hold) in self.book.holds.iter_mut() {
+            if !hold.expired_at(now) {
+                continue;
+            }
+            let released = hold.remaining();
+            hold.status = HoldStatus::Expired;
+            if let Some(account) = self.book.accounts.get_mut(&hold.source_account_id) {
+                account.pending -= released;
+                self.pending_touched.insert(hold.source_account_id.clone());
+            }
+            self.changed_holds.insert(*id);
+        }
+    }
+
     fn execute(&mut self, m: &'a TransferMessage) -> Outcome {
         let key = (m.client_id.clone(), m.idempotency_key.clone());
         if let Some(r) = self.recorded.get(&key) {
@@ -165,50 +244,78 @@ impl<'a> Batch<'a> {
                 request_matches: r.request_hash == m.request_hash,
             };
         }
-        let (outcome, status, failure_code) = match decide(m, &mut self.accounts) {
-            Decision::Post(p) => {
-                self.post(m, p);
-                let posted = Outcome::Posted {
+        match decide(m, &mut self.book) {
+            Decision::Post(decided) => {
+                self.post(m, &decided);
+                let legs = legs_json(m, Some(&decided));
+                self.record(m, TransferStatus::Completed, None, decided.amount, legs);
+                Outcome::Posted {
                     transaction_id: m.transaction_id,
-                };
-                (posted, TransferStatus::Completed, None)
+                }
             }
             Decision::Reject(code) => {
-                let rejected = Outcome::Rejected {
+                let legs = legs_json(m, None);
+                self.record(
+                    m,
+                    TransferStatus::Failed,
+                    Some(code),
+                    m.transfer.amount,
+                    legs,
+                );
+                Outcome::Rejected {
                     transaction_id: m.transaction_id,
                     code,
-                };
-                (rejected, TransferStatus::Failed, Some(code))
+                }
             }
-        };
-        self.record(m, status, failure_code);
-        outcome
+        }
     }
 
-    /// The two legs of a posted transfer, with the balances after it.
-    fn post(&mut self, m: &TransferMessage, p: Posting) {
-        let t = &m.transfer;
-        let legs = [
-            (
-                t.source_account_id.as_str(),
-                -t.amount,
-                p.source_balance_after,
-            ),
-            (
-                t.destination_account_id.as_str(),
-                t.amount,
-                p.destination_balance_after,
-            ),
-        ];
-        for (account, amount, balance_after) in legs {
-            self.plan.entries.push(EntryRow {
-                transaction_id: m.transaction_id,
-                account_id: account.to_string(),
-                amount,
-                currency: t.currency.code().to_string(),
-                balance_after,
+    /// The entries of a posted transaction (two per leg, with the balances after it), its hold
+    /// and refund rows.
+    fn post(&mut self, m: &TransferMessage, d: &Decided) {
+        for p in &d.postings {
+            let sides = [
+                (&p.source_account_id, -p.amount, p.source_balance_after),
+                (
+                    &p.destination_account_id,
+                    p.amount,
+                    p.destination_balance_after,
+                ),
+            ];
+            for (account, amount, balance_after) in sides {
+                self.plan.entries.push(EntryRow {
+                    transaction_id: m.transaction_id,
+                    leg: p.leg as i16,
+                    account_id: account.clone(),
+                    amount,
+                    currency: p.currency.clone(),
+                    balance_after,
+                    effective_at: m.transfer.effective_at,
+                });
+                *self.touched.entry(account.clone()).or_default() += 1;
+            }
+        }
+        let source = m.transfer.source_account_id.to_string();
+        match &d.hold {
+            Some(HoldChange::Placed { .. }) => {
+                self.placed
+                    .insert(m.transaction_id, m.idempotency_key.clone());
+                self.pending_touched.insert(source);
+            }
+            Some(HoldChange::Captured { hold_id, .. } | HoldChange::Voided { hold_id, .. }) => {
+                self.changed_holds.insert(*hold_id);
+                self.pending_touched.insert(source);
+            }
+            None => {}
+        }
+        for (leg, of, of_leg, amount) in &d.refunds {
+            self.plan.refunds.push(RefundRow {
+                refund_id: m.transaction_id,
+                leg: *leg as i16,
+                original_id: *of,
+                original_leg: *of_leg as i16,
+                amount: *amount,
             });
-            *self.touched.entry(account.to_string()).or_default() += 1;
         }
     }
 
@@ -219,11 +326,15 @@ impl<'a> Batch<'a> {
         m: &'a TransferMessage,
         status: TransferStatus,
         failure_code: Option<FailureCode>,
+        amount: Decimal,
+        legs: Option<Value>,
     ) {
         self.plan.transactions.push(TransactionRow {
             message: m,
             status,
             failure_code,
+            amount,
+            legs,
         });
         if let Some(discrepancy_id) = m.transfer.adjusts() {
             self.plan.settlements.push(Settlement {
@@ -245,17 +356,83 @@ impl<'a> Batch<'a> {
     }
 
     fn finish(mut self) -> BatchPlan<'a> {
-        self.plan.balances = self
+        let accounts: BTreeSet<String> = self
             .touched
+            .keys()
+            .cloned()
+            .chain(self.pending_touched.iter().cloned())
+            .collect();
+        self.plan.balances = accounts
             .into_iter()
-            .map(|(account_id, entries)| BalanceUpdate {
-                balance: self.accounts[&account_id].balance,
-                account_id,
-                entries,
+            .map(|account_id| {
+                let account = &self.book.accounts[&account_id];
+                BalanceUpdate {
+                    balance: account.balance,
+                    pending: account.pending,
+                    entries: self.touched.get(&account_id).copied().unwrap_or(0),
+                    account_id,
+                }
+            })
+            .collect();
+        for (id, key) in &self.placed {
+            let h = &self.book.holds[id];
+            self.plan.new_holds.push(NewHold {
+                id: *id,
+                client_id: h.client_id.clone(),
+                idempotency_key: key.clone(),
+                source_account_id: h.source_account_id.clone(),
+                destination_account_id: h.destination_account_id.clone(),
+                currency: h.currency.clone(),
+                amount: h.amount,
+                expires_at: h.expires_at,
+            });
+        }
+        self.plan.hold_updates = self
+            .changed_holds
+            .iter()
+            .filter(|id| !self.placed.contains_key(id))
+            .map(|id| {
+                let h = &self.book.holds[id];
+                HoldUpdate {
+                    id: *id,
+                    captured: h.captured,
+                    status: h.status,
+                }
             })
             .collect();
         self.plan
     }
+}
+
+/// The `legs` column of a transaction with more than one leg: each leg with its index, at the
+/// decided amount when it posted (a refund of "what remains" may skip a leg with nothing left).
+fn legs_json(m: &TransferMessage, decided: Option<&Decided>) -> Option<Value> {
+    let legs = m.transfer.legs();
+    if legs.len() < 2 {
+        return None;
+    }
+    let items = legs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, leg)| {
+            let amount = match decided {
+                None => Some(leg.amount),
+                Some(d) => d
+                    .postings
+                    .iter()
+                    .find(|p| usize::from(p.leg) == i)
+                    .map(|p| p.amount),
+            }?;
+            Some(json!({
+                "leg": i,
+                "source_account_id": leg.source_account_id,
+                "destination_account_id": leg.destination_account_id,
+                "amount": crate::money::format_amount(amount, leg.currency.code()),
+                "currency": leg.currency.code(),
+            }))
+        })
+        .collect();
+    Some(Value::Array(items))
 }
 
 #[cfg(test)]

@@ -172,7 +172,11 @@ impl InvariantReport {
 
     /// The accounts whose owners `invariant_findings` needs.
     pub fn accounts_named(&self) -> Vec<String> {
-        self.balance_drift.iter().map(|d| d.0.clone()).collect()
+        self.balance_drift
+            .iter()
+            .map(|d| d.0.clone())
+            .chain(self.pending_drift.iter().map(|d| d.0.clone()))
+            .collect()
     }
 }
 
@@ -230,6 +234,26 @@ pub fn invariant_findings(report: &InvariantReport, owners: &Owners) -> Vec<Find
             currency: None,
             detail: format!("stored balance {balance}, sum of entries {entries}, last balance_after {last_after}"),
             data: json!({"balance": balance, "sumOfEntries": entries, "lastBalanceAfter": last_after}),
+        });
+    }
+    for (account, pending, held) in &report.pending_drift {
+        out.push(Finding {
+            client_id: owners
+                .accounts
+                .get(account)
+                .cloned()
+                .unwrap_or_else(|| SYSTEM_OWNER.into()),
+            account_id: Some(account.clone()),
+            kind: FindingKind::BALANCE_DRIFT,
+            fingerprint: format!("PENDING_DRIFT:{account}"),
+            booked_on: None,
+            statement_line_id: None,
+            transaction_ids: vec![],
+            expected: Some(*held),
+            actual: Some(*pending),
+            currency: None,
+            detail: format!("stored pending {pending}, active holds reserve {held}"),
+            data: json!({"pending": pending, "activeHolds": held}),
         });
     }
     out

@@ -203,7 +203,7 @@ impl InternalChecks {
     pub fn account(report: &InvariantReport) -> Self {
         Self {
             unbalanced_transactions: report.unbalanced_transactions.len(),
-            balance_drift: report.balance_drift.len(),
+            balance_drift: report.balance_drift.len() + report.pending_drift.len(),
             missing_ledger_entries: report.missing_ledger_entries.len(),
             currency_imbalance: None,
             overdrawn_accounts: None,

@@ -65,7 +65,113 @@ pub async fn accept(
     key: &IdempotencyKey,
     transfer: Transfer,
 ) -> Result<Intake, IntakeError> {
-    let mut message = TransferMessage::new(client_id, key, transfer);
+    match prepare(clients, client_id, key.clone(), transfer).await? {
+        Prepared::Done(intake) => Ok(intake),
+        Prepared::Ready(ready) => {
+            let sent = clients.queue.send_transfer(&ready.message).await;
+            finish(clients, ready, sent).await
+        }
+    }
+}
+
+/// How many requests of one bulk call are reserved and recorded at once.
+const BULK_CONCURRENCY: usize = 16;
+
+/// Accepts many transfers for `client_id`, each under its own key, with the same guarantees as
+/// [`accept`] item by item: reservations and records first (concurrently), then SQS batch sends
+/// (ten messages a call), then each item's answer. One result per item, in order. The caller
+/// makes sure no two items share a key.
+pub async fn accept_many(
+    clients: &Clients,
+    client_id: &str,
+    items: Vec<(IdempotencyKey, Transfer)>,
+) -> Vec<Result<Intake, IntakeError>> {
+    let mut prepared: Vec<Result<Prepared, IntakeError>> = Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let wave: Vec<_> = items
+            .by_ref()
+            .take(BULK_CONCURRENCY)
+            .map(|(key, transfer)| prepare(clients, client_id, key, transfer))
+            .collect();
+        prepared.extend(futures::future::join_all(wave).await);
+    }
+    let to_send: Vec<&TransferMessage> = prepared
+        .iter()
+        .filter_map(|p| match p {
+            Ok(Prepared::Ready(r)) => Some(&r.message),
+            _ => None,
+        })
+        .collect();
+    let mut sent = clients.queue.send_transfers(&to_send).await.into_iter();
+    let mut pending = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        // In order: the n-th ready item takes the n-th send result.
+        let send = match &p {
+            Ok(Prepared::Ready(_)) => {
+                Some(sent.next().unwrap_or_else(|| Err(QueueError::unanswered())))
+            }
+            _ => None,
+        };
+        pending.push((p, send));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    let mut pending = pending.into_iter().peekable();
+    while pending.peek().is_some() {
+        let wave: Vec<_> = pending
+            .by_ref()
+            .take(BULK_CONCURRENCY)
+            .map(|(p, send)| settle(clients, p, send))
+            .collect();
+        results.extend(futures::future::join_all(wave).await);
+    }
+    results
+}
+
+/// One bulk item's answer once its send (if any) is known.
+async fn settle(
+    clients: &Clients,
+    prepared: Result<Prepared, IntakeError>,
+    sent: Option<Result<String, QueueError>>,
+) -> Result<Intake, IntakeError> {
+    match (prepared?, sent) {
+        (Prepared::Done(intake), _) => Ok(intake),
+        (Prepared::Ready(ready), sent) => {
+            finish(
+                clients,
+                ready,
+                sent.unwrap_or_else(|| Err(QueueError::unanswered())),
+            )
+            .await
+        }
+    }
+}
+
+/// A request reserved in Redis and recorded durably, ready to be sent.
+#[derive(Debug)]
+pub struct Ready {
+    message: TransferMessage,
+    key: IdempotencyKey,
+    token: ReservationToken,
+    /// Whether this request is new (not an earlier acceptance sent again).
+    first_time: bool,
+}
+
+#[derive(Debug)]
+enum Prepared {
+    /// Answered already: Redis replayed the original response.
+    Done(Intake),
+    Ready(Ready),
+}
+
+/// Reserves the key in Redis and records the request in PostgreSQL.
+async fn prepare(
+    clients: &Clients,
+    client_id: &str,
+    key: IdempotencyKey,
+    transfer: Transfer,
+) -> Result<Prepared, IntakeError> {
+    let mut message = TransferMessage::new(client_id, &key, transfer);
     let token = match clients
         .cache
         .reserve(client_id, key.as_str(), &message.request_hash)
@@ -74,7 +180,7 @@ pub async fn accept(
         Reservation::Reserved(token) | Reservation::Resume(token) => token,
         Reservation::Replay(accepted) => {
             tracing::info!(idempotency_key = key.as_str(), "replayed accepted transfer");
-            return Ok(Intake::Replayed(accepted));
+            return Ok(Prepared::Done(Intake::Replayed(accepted)));
         }
         Reservation::InProgress => return Err(IntakeError::InProgress),
         Reservation::KeyReused => return Err(IntakeError::KeyReused),
@@ -112,8 +218,30 @@ pub async fn accept(
             return Err(e.into());
         }
     };
+    Ok(Prepared::Ready(Ready {
+        message,
+        key,
+        token,
+        first_time,
+    }))
+}
 
-    let message_id = match clients.queue.send_transfer(&message).await {
+/// Settles a prepared request after its send: confirmed and answered, kept (outcome unknown), or
+/// released (refused).
+async fn finish(
+    clients: &Clients,
+    ready: Ready,
+    sent: Result<String, QueueError>,
+) -> Result<Intake, IntakeError> {
+    let Ready {
+        message,
+        key,
+        token,
+        first_time,
+    } = ready;
+    let client_id = message.client_id.as_str();
+    let key = &key;
+    let message_id = match sent {
         Ok(id) => id,
         Err(e) if e.outcome_unknown() => {
             // Keep the reservation and the record: a retry resumes them and sends again.

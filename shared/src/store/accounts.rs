@@ -18,6 +18,8 @@ pub struct Account {
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub balance: Decimal,
+    /// What the account's active holds reserve (`available = balance - pending`).
+    pub pending: Decimal,
     pub balance_updated_at: DateTime<Utc>,
 }
 
@@ -31,6 +33,7 @@ impl Account {
             metadata: row.get("metadata"),
             created_at: row.get("created_at"),
             balance: row.get("balance"),
+            pending: row.get("pending"),
             balance_updated_at: row.get("updated_at"),
         }
     }
@@ -55,7 +58,7 @@ pub enum CreateOutcome {
 }
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.client_id, a.currency::text AS currency, a.overdraft_limit, \
-     a.metadata, a.created_at, b.balance, b.updated_at";
+     a.metadata, a.created_at, b.balance, b.pending, b.updated_at";
 
 /// Opens an account (with a zero balance and an audit record) unless the id exists.
 pub async fn create(
@@ -74,13 +77,13 @@ pub async fn create(
              ), bal AS (
                  INSERT INTO account_balances (account_id, updated_at)
                  SELECT id, created_at FROM ins
-                 RETURNING account_id, balance, updated_at
+                 RETURNING account_id, balance, pending, updated_at
              ), audit AS (
                  INSERT INTO audit_log (client_id, action, entity, entity_id, after)
                  SELECT $2, 'account.created', 'account', id, to_jsonb(ins) FROM ins
              )
              SELECT a.id, a.client_id, a.currency::text AS currency, a.overdraft_limit, a.metadata,
-                    a.created_at, b.balance, b.updated_at
+                    a.created_at, b.balance, b.pending, b.updated_at
              FROM ins a JOIN bal b ON b.account_id = a.id",
         )
         .await?;
@@ -134,7 +137,8 @@ pub async fn get(pool: &PgPool, client_id: &str, id: &str) -> Result<Option<Acco
         .filter(|a| a.client_id == client_id))
 }
 
-/// The balance as of `as_of`: `balance_after` of the last entry posted at or before it, or zero.
+/// The balance as of `as_of` by value date: the sum of the account's entries whose effective time
+/// is at or before it (a backdated posting counts from its effective date, whenever it posted).
 pub async fn balance_as_of(
     pool: &PgPool,
     account_id: &str,
@@ -143,15 +147,11 @@ pub async fn balance_as_of(
     let conn = pool.get().await?;
     let stmt = conn
         .prepare_cached(
-            "SELECT balance_after FROM ledger_entries
-             WHERE account_id = $1 AND posted_at <= $2
-             ORDER BY posted_at DESC, id DESC LIMIT 1",
+            "SELECT coalesce(sum(amount), 0) FROM ledger_entries
+             WHERE account_id = $1 AND effective_at <= $2",
         )
         .await?;
-    Ok(conn
-        .query_opt(&stmt, &[&account_id, &as_of])
-        .await?
-        .map_or(Decimal::ZERO, |r| r.get(0)))
+    Ok(conn.query_one(&stmt, &[&account_id, &as_of]).await?.get(0))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -163,6 +163,10 @@ pub struct LedgerEntry {
     pub currency: String,
     pub balance_after: Decimal,
     pub posted_at: DateTime<Utc>,
+    pub effective_at: DateTime<Utc>,
+    pub leg: i16,
+    pub kind: String,
+    /// The other side of the entry's leg.
     pub counterparty_account_id: String,
     pub reference: Option<String>,
 }
@@ -185,10 +189,12 @@ pub async fn ledger_page(
     let stmt = conn
         .prepare_cached(
             "SELECT e.id, e.transaction_id, e.account_id, e.amount, e.currency::text AS currency,
-                    e.balance_after, e.posted_at, t.reference,
-                    CASE WHEN t.source_account_id = e.account_id THEN t.destination_account_id
-                         ELSE t.source_account_id END AS counterparty
-             FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
+                    e.balance_after, e.posted_at, e.effective_at, e.leg, t.kind, t.reference,
+                    o.account_id AS counterparty
+             FROM ledger_entries e
+             JOIN transactions t ON t.id = e.transaction_id
+             JOIN ledger_entries o ON o.transaction_id = e.transaction_id AND o.leg = e.leg
+                                  AND (o.amount > 0) <> (e.amount > 0)
              WHERE e.account_id = $1
                AND ($2::timestamptz IS NULL OR (e.posted_at, e.id) < ($2, $3))
              ORDER BY e.posted_at DESC, e.id DESC
@@ -209,6 +215,9 @@ pub async fn ledger_page(
             currency: r.get("currency"),
             balance_after: r.get("balance_after"),
             posted_at: r.get("posted_at"),
+            effective_at: r.get("effective_at"),
+            leg: r.get("leg"),
+            kind: r.get("kind"),
             counterparty_account_id: r.get("counterparty"),
             reference: r.get("reference"),
         })
@@ -223,4 +232,27 @@ pub async fn ledger_page(
         None
     };
     Ok((entries, next))
+}
+
+/// The currencies of the client's accounts among `ids` (others' and unknown ids are left out).
+pub async fn currencies(
+    pool: &PgPool,
+    client_id: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, crate::money::Currency>, StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT id, currency::text FROM accounts WHERE id = ANY($1) AND client_id = $2",
+        )
+        .await?;
+    Ok(conn
+        .query(&stmt, &[&ids, &client_id])
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let currency = crate::money::Currency::parse(r.get(1)).ok()?;
+            Some((r.get(0), currency))
+        })
+        .collect())
 }

@@ -143,3 +143,15 @@ pub async fn find(
         outcome_unknown: r.get(3),
     }))
 }
+
+/// Whether a request was ever accepted (or recorded by the ledger) under a client's key.
+pub async fn key_in_use(pool: &PgPool, client_id: &str, key: &str) -> Result<bool, StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM transactions WHERE client_id = $1 AND idempotency_key = $2)
+                 OR EXISTS (SELECT 1 FROM intake_requests WHERE client_id = $1 AND idempotency_key = $2)",
+        )
+        .await?;
+    Ok(conn.query_one(&stmt, &[&client_id, &key]).await?.get(0))
+}

@@ -6,11 +6,11 @@ use crate::ledger::InvariantReport;
 
 pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
     let conn = pool.get().await?;
-    let (unbalanced, missing, drift, currency, overdrawn) = tokio::try_join!(
+    let (unbalanced, missing, drift, currency, overdrawn, pending) = tokio::try_join!(
         conn.query(
-            "SELECT e.transaction_id FROM ledger_entries e
+            "SELECT DISTINCT e.transaction_id FROM ledger_entries e
              LEFT JOIN transactions t ON t.id = e.transaction_id
-             GROUP BY e.transaction_id
+             GROUP BY e.transaction_id, e.leg
              HAVING sum(e.amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE e.amount < 0) <> 1
                  OR bool_or(t.id IS NULL)
              ORDER BY e.transaction_id",
@@ -18,7 +18,8 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
         ),
         conn.query(
             "SELECT t.id FROM transactions t
-             WHERE (t.status = 'COMPLETED') <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
+             WHERE (t.status = 'COMPLETED' AND t.kind NOT IN ('HOLD', 'VOID'))
+                   <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
              ORDER BY t.id",
             &[],
         ),
@@ -40,7 +41,15 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
         ),
         conn.query(
             "SELECT a.id FROM accounts a JOIN account_balances b ON b.account_id = a.id
-             WHERE a.overdraft_limit IS NOT NULL AND b.balance < -a.overdraft_limit ORDER BY 1",
+             WHERE a.overdraft_limit IS NOT NULL AND b.balance - b.pending < -a.overdraft_limit
+             ORDER BY 1",
+            &[],
+        ),
+        conn.query(
+            "SELECT b.account_id, b.pending, coalesce(h.held, 0) FROM account_balances b
+             LEFT JOIN (SELECT source_account_id, sum(amount - captured) AS held FROM holds
+                        WHERE status = 'ACTIVE' GROUP BY 1) h ON h.source_account_id = b.account_id
+             WHERE b.pending <> coalesce(h.held, 0) ORDER BY 1",
             &[],
         ),
     )?;
@@ -53,6 +62,10 @@ pub async fn check(pool: &PgPool) -> Result<InvariantReport, StoreError> {
             .collect(),
         currency_imbalance: currency.iter().map(|r| (r.get(0), r.get(1))).collect(),
         overdrawn_accounts: overdrawn.iter().map(|r| r.get(0)).collect(),
+        pending_drift: pending
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect(),
     })
 }
 
@@ -63,9 +76,9 @@ pub async fn check_account(pool: &PgPool, account_id: &str) -> Result<InvariantR
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&account_id];
     let (unbalanced, missing, drift) = tokio::try_join!(
         conn.query(
-            "SELECT e.transaction_id FROM ledger_entries e
+            "SELECT DISTINCT e.transaction_id FROM ledger_entries e
              WHERE e.transaction_id IN (SELECT transaction_id FROM ledger_entries WHERE account_id = $1)
-             GROUP BY e.transaction_id
+             GROUP BY e.transaction_id, e.leg
              HAVING sum(e.amount) <> 0 OR count(*) <> 2 OR count(*) FILTER (WHERE e.amount < 0) <> 1
              ORDER BY 1",
             &params,
@@ -73,7 +86,8 @@ pub async fn check_account(pool: &PgPool, account_id: &str) -> Result<InvariantR
         conn.query(
             "SELECT t.id FROM transactions t
              WHERE (t.source_account_id = $1 OR t.destination_account_id = $1)
-               AND (t.status = 'COMPLETED') <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
+               AND (t.status = 'COMPLETED' AND t.kind NOT IN ('HOLD', 'VOID'))
+                   <> EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)
              ORDER BY t.id",
             &params,
         ),

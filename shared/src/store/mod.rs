@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod dead_letters;
 pub mod discrepancies;
+pub mod holds;
 pub mod intake;
 pub mod invariants;
 pub mod posting;

@@ -5,21 +5,51 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
-use crate::ledger::{self, BatchPlan, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys};
-use crate::transfers::TransferMessage;
+use crate::ledger::{
+    self, BatchPlan, Book, FailureCode, HoldState, HoldStatus, LockedAccount, Outcome, Recorded,
+    RecordedKeys, RefundableLeg,
+};
+use crate::transfers::{Operation, TransferMessage};
 
 const LOCK_ACCOUNTS: &str =
-    "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance
+    "SELECT b.account_id, a.client_id, a.currency::text, a.overdraft_limit, b.balance, b.pending
      FROM account_balances b JOIN accounts a ON a.id = b.account_id
      WHERE b.account_id = ANY($1::text[])
      ORDER BY b.account_id
      FOR UPDATE OF b";
+
+// The holds the batch's captures and voids name, and the active holds of its accounts that have
+// expired by the batch's time (released by this batch). Every hold is changed only under the lock
+// of its source account, which the batch already holds, so these row locks never wait on another
+// batch; they only keep the sweep's and this batch's updates apart.
+const LOCK_HOLDS: &str =
+    "SELECT id, client_id, source_account_id, destination_account_id, currency::text, amount,
+            captured, status, expires_at
+     FROM holds
+     WHERE id = ANY($1::uuid[])
+        OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
+     ORDER BY id
+     FOR UPDATE";
+
+// The legs the batch's refunds reverse (credits of posted transfers and captures) with what
+// earlier refunds gave back. Read after the locks: every refund of a leg credits the leg's source,
+// which this batch holds locked, so no other batch refunds the same leg meanwhile.
+const LOAD_REFUNDABLE: &str =
+    "SELECT c.transaction_id, c.leg, t.client_id, d.account_id, c.amount, c.currency::text,
+            coalesce((SELECT sum(r.amount) FROM refunds r
+                      WHERE r.original_id = c.transaction_id AND r.original_leg = c.leg), 0)
+     FROM ledger_entries c
+     JOIN transactions t ON t.id = c.transaction_id
+     JOIN ledger_entries d ON d.transaction_id = c.transaction_id AND d.leg = c.leg AND d.amount < 0
+     WHERE c.transaction_id = ANY($1::uuid[]) AND c.amount > 0
+       AND t.status = 'COMPLETED' AND t.kind IN ('TRANSFER', 'CAPTURE')";
 
 const FIND_RECORDED: &str =
     "SELECT t.client_id, t.idempotency_key, t.id, t.status, t.failure_code, t.request_hash
@@ -28,37 +58,67 @@ const FIND_RECORDED: &str =
        ON t.client_id = k.client_id AND t.idempotency_key = k.idempotency_key";
 
 // Transactions, entries and balances in one statement. Every CTE runs; statement_timestamp() is
-// taken after the batch holds its locks, so per account posted_at never goes backwards.
+// taken after the batch holds its locks, so per account posted_at never goes backwards. An entry's
+// value date is its transaction's `effectiveAt`, or when it posted.
 const WRITE_BATCH: &str = "WITH tx AS (
          INSERT INTO transactions (id, client_id, idempotency_key, request_hash, source_account_id,
              destination_account_id, amount, currency, reference, description, metadata, status,
-             failure_code, accepted_at, adjusts_discrepancy_id, posted_at)
+             failure_code, accepted_at, adjusts_discrepancy_id, kind, parent_id, effective_at, legs,
+             posted_at)
          SELECT u.*, statement_timestamp()
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::numeric[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
-                     $13::text[], $14::timestamptz[], $23::uuid[]) AS u
+                     $13::text[], $14::timestamptz[], $23::uuid[], $24::text[], $25::uuid[],
+                     $26::timestamptz[], $27::jsonb[]) AS u
          ON CONFLICT (client_id, idempotency_key) DO NOTHING
          RETURNING 1
      ), entries AS (
-         INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after, posted_at)
-         SELECT e.*, statement_timestamp()
-         FROM unnest($15::uuid[], $16::text[], $17::numeric[], $18::text[], $19::numeric[]) AS e
+         INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after,
+             leg, effective_at, posted_at)
+         SELECT e.transaction_id, e.account_id, e.amount, e.currency, e.balance_after, e.leg,
+                coalesce(e.effective_at, statement_timestamp()), statement_timestamp()
+         FROM unnest($15::uuid[], $16::text[], $17::numeric[], $18::text[], $19::numeric[],
+                     $28::smallint[], $29::timestamptz[])
+             AS e(transaction_id, account_id, amount, currency, balance_after, leg, effective_at)
      ), balances AS (
          UPDATE account_balances b
-         SET balance = u.balance, version = b.version + u.n, updated_at = statement_timestamp()
-         FROM unnest($20::text[], $21::numeric[], $22::bigint[]) AS u(account_id, balance, n)
+         SET balance = u.balance, pending = u.pending, version = b.version + u.n,
+             updated_at = statement_timestamp()
+         FROM unnest($20::text[], $21::numeric[], $22::bigint[], $30::numeric[])
+             AS u(account_id, balance, n, pending)
          WHERE b.account_id = u.account_id
      )
      SELECT count(*) FROM tx";
+
+// Holds placed, holds changed (captured, voided, expired: closed at their expiry, or now) and
+// refund rows, pipelined behind WRITE_BATCH when the batch has any.
+const WRITE_HOLDS_AND_REFUNDS: &str = "WITH placed AS (
+         INSERT INTO holds (id, client_id, idempotency_key, source_account_id,
+             destination_account_id, currency, amount, expires_at, status, created_at)
+         SELECT u.*, 'ACTIVE', statement_timestamp()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::numeric[], $8::timestamptz[]) AS u
+     ), changed AS (
+         UPDATE holds h
+         SET captured = u.captured, status = u.status,
+             closed_at = CASE WHEN u.status = 'ACTIVE' THEN NULL
+                              WHEN u.status = 'EXPIRED' THEN h.expires_at
+                              ELSE statement_timestamp() END
+         FROM unnest($9::uuid[], $10::numeric[], $11::text[]) AS u(id, captured, status)
+         WHERE h.id = u.id
+     )
+     INSERT INTO refunds (refund_id, leg, original_id, original_leg, amount)
+     SELECT * FROM unnest($12::uuid[], $13::smallint[], $14::uuid[], $15::smallint[], $16::numeric[])";
 
 // A message whose content PostgreSQL refused, recorded FAILED without its free-form content
 // (reference, description, metadata: what the database could not store) so the client reads why.
 const RECORD_REFUSED: &str =
     "INSERT INTO transactions (id, client_id, idempotency_key, request_hash,
          source_account_id, destination_account_id, amount, currency, reference, description,
-         metadata, status, failure_code, accepted_at, adjusts_discrepancy_id, posted_at)
+         metadata, status, failure_code, accepted_at, adjusts_discrepancy_id, kind, parent_id,
+         posted_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, '{}'::jsonb, 'FAILED', $9, $10, $11,
-             statement_timestamp())
+             $12, $13, statement_timestamp())
      ON CONFLICT (client_id, idempotency_key) DO NOTHING";
 
 /// Settling the discrepancies of adjusting transfers the ledger has just decided, from `input`
@@ -144,16 +204,23 @@ struct Rows<'a> {
     metadata: Vec<&'a Value>,
     status: Vec<&'static str>,
     failure: Vec<Option<&'static str>>,
-    accepted: Vec<chrono::DateTime<chrono::Utc>>,
+    accepted: Vec<DateTime<Utc>>,
     adjusts: Vec<Option<Uuid>>,
+    kind: Vec<&'static str>,
+    parent: Vec<Option<Uuid>>,
+    effective: Vec<Option<DateTime<Utc>>>,
+    legs: Vec<Option<&'a Value>>,
     e_tx: Vec<Uuid>,
     e_account: Vec<&'a str>,
     e_amount: Vec<Decimal>,
     e_currency: Vec<&'a str>,
     e_balance: Vec<Decimal>,
+    e_leg: Vec<i16>,
+    e_effective: Vec<Option<DateTime<Utc>>>,
     b_account: Vec<&'a str>,
     b_balance: Vec<Decimal>,
     b_count: Vec<i64>,
+    b_pending: Vec<Decimal>,
 }
 
 impl<'a> Rows<'a> {
@@ -167,7 +234,7 @@ impl<'a> Rows<'a> {
             rows.hash.push(&m.request_hash);
             rows.src.push(t.source_account_id.as_str());
             rows.dst.push(t.destination_account_id.as_str());
-            rows.amount.push(t.amount);
+            rows.amount.push(row.amount);
             rows.currency.push(t.currency.code());
             rows.reference.push(t.reference.as_deref());
             rows.description.push(t.description.as_deref());
@@ -176,6 +243,10 @@ impl<'a> Rows<'a> {
             rows.failure.push(row.failure_code.map(FailureCode::as_str));
             rows.accepted.push(m.accepted_at);
             rows.adjusts.push(t.adjusts());
+            rows.kind.push(t.operation.kind().as_str());
+            rows.parent.push(t.operation.parent());
+            rows.effective.push(t.effective_at);
+            rows.legs.push(row.legs.as_ref());
         }
         for e in &plan.entries {
             rows.e_tx.push(e.transaction_id);
@@ -183,11 +254,14 @@ impl<'a> Rows<'a> {
             rows.e_amount.push(e.amount);
             rows.e_currency.push(&e.currency);
             rows.e_balance.push(e.balance_after);
+            rows.e_leg.push(e.leg);
+            rows.e_effective.push(e.effective_at);
         }
         for b in &plan.balances {
             rows.b_account.push(&b.account_id);
             rows.b_balance.push(b.balance);
             rows.b_count.push(b.entries);
+            rows.b_pending.push(b.pending);
         }
         rows
     }
@@ -265,6 +339,8 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
                 &code.as_str(),
                 &m.accepted_at,
                 &t.adjusts(),
+                &t.operation.kind().as_str(),
+                &t.operation.parent(),
             ],
         )
         .await?;
@@ -322,37 +398,33 @@ async fn post_in_transaction(
     conn: &deadpool_postgres::Object,
     messages: &[TransferMessage],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let (lock_stmt, find_stmt, write_stmt) = tokio::try_join!(
+    let (lock_stmt, find_stmt, holds_stmt, write_stmt) = tokio::try_join!(
         conn.prepare_cached(LOCK_ACCOUNTS),
         conn.prepare_cached(FIND_RECORDED),
+        conn.prepare_cached(LOCK_HOLDS),
         conn.prepare_cached(WRITE_BATCH)
     )?;
-    let (accounts, recorded) =
-        lock_and_find_recorded(conn, &lock_stmt, &find_stmt, messages).await?;
-    let plan = ledger::plan_batch(messages, accounts, recorded);
-    if !plan.transactions.is_empty() {
+    let (book, recorded) =
+        lock_and_read(conn, [&lock_stmt, &find_stmt, &holds_stmt], messages).await?;
+    let plan = ledger::plan_batch(messages, book, recorded);
+    if !plan.transactions.is_empty() || !plan.hold_updates.is_empty() {
         write_plan(conn, &write_stmt, &plan).await?;
     }
     conn.batch_execute("COMMIT").await?;
     Ok(plan.outcomes)
 }
 
-/// Begins the transaction, locks every account the batch names and reads the keys already
-/// recorded, as domain values.
-async fn lock_and_find_recorded(
+/// Begins the transaction, locks every account the batch names, then the holds it acts on (and
+/// the expired ones of its accounts), and reads the keys already recorded and the legs its refunds
+/// reverse, as the book the ledger decides against.
+async fn lock_and_read(
     conn: &deadpool_postgres::Object,
-    lock_stmt: &tokio_postgres::Statement,
-    find_stmt: &tokio_postgres::Statement,
+    [lock_stmt, find_stmt, holds_stmt]: [&tokio_postgres::Statement; 3],
     messages: &[TransferMessage],
-) -> Result<(HashMap<String, LockedAccount>, RecordedKeys), StoreError> {
+) -> Result<(Book, RecordedKeys), StoreError> {
     let mut ids: Vec<&str> = messages
         .iter()
-        .flat_map(|m| {
-            [
-                m.transfer.source_account_id.as_str(),
-                m.transfer.destination_account_id.as_str(),
-            ]
-        })
+        .flat_map(|m| m.transfer.accounts())
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -361,30 +433,81 @@ async fn lock_and_find_recorded(
         .iter()
         .map(|m| m.idempotency_key.as_str())
         .collect();
-
-    // One round trip: BEGIN, the sorted lock statement and the lookup of already-recorded keys are
-    // pipelined in this order, so the lookup runs after the locks are held and sees a concurrent
-    // delivery of the same message that committed first.
-    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
-    let (_, locked, recorded) = tokio::try_join!(
-        conn.batch_execute("BEGIN"),
-        conn.query(lock_stmt, &lock_params),
-        conn.query(find_stmt, &find_params)
-    )?;
-
-    let accounts = locked
+    let hold_ids: Vec<Uuid> = messages
         .iter()
-        .map(|r| {
-            let account = LockedAccount {
-                owner_client_id: r.get(1),
-                currency: r.get(2),
-                overdraft_limit: OverdraftLimit::from_column(r.get(3)),
-                balance: r.get(4),
-            };
-            (r.get::<_, String>(0), account)
+        .filter_map(|m| match m.transfer.operation {
+            Operation::Capture { hold_id, .. } | Operation::Void { hold_id } => Some(hold_id),
+            _ => None,
         })
         .collect();
+    let originals: Vec<Uuid> = messages
+        .iter()
+        .filter_map(|m| match m.transfer.operation {
+            Operation::Refund { of, .. } => Some(of),
+            _ => None,
+        })
+        .collect();
+    let now = Utc::now();
+
+    // One round trip: BEGIN, the sorted lock statement, the holds, the lookup of already-recorded
+    // keys (and the refunded legs) are pipelined in this order, so everything after the lock runs
+    // once the locks are held and sees a concurrent delivery of the same message that committed
+    // first.
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&hold_ids, &ids, &now];
+    let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
+    let refundable = async {
+        if originals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmt = conn.prepare_cached(LOAD_REFUNDABLE).await?;
+        conn.query(&stmt, &[&originals]).await
+    };
+    let (_, locked, holds, recorded, refundable) = tokio::try_join!(
+        conn.batch_execute("BEGIN"),
+        conn.query(lock_stmt, &lock_params),
+        conn.query(holds_stmt, &holds_params),
+        conn.query(find_stmt, &find_params),
+        refundable
+    )?;
+
+    let mut book = Book::of_accounts(HashMap::new(), now);
+    for r in &locked {
+        let account = LockedAccount {
+            owner_client_id: r.get(1),
+            currency: r.get(2),
+            overdraft_limit: OverdraftLimit::from_column(r.get(3)),
+            balance: r.get(4),
+            pending: r.get(5),
+        };
+        book.accounts.insert(r.get(0), account);
+    }
+    for r in &holds {
+        let status: &str = r.get(7);
+        let hold = HoldState {
+            client_id: r.get(1),
+            source_account_id: r.get(2),
+            destination_account_id: r.get(3),
+            currency: r.get(4),
+            amount: r.get(5),
+            captured: r.get(6),
+            status: HoldStatus::parse(status)
+                .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
+            expires_at: r.get(8),
+        };
+        book.holds.insert(r.get(0), hold);
+    }
+    for r in &refundable {
+        let leg = RefundableLeg {
+            client_id: r.get(2),
+            source_account_id: r.get(3),
+            amount: r.get(4),
+            currency: r.get(5),
+            refunded: r.get(6),
+        };
+        book.refundable
+            .insert((r.get(0), r.get::<_, i16>(1) as u16), leg);
+    }
     let recorded = recorded
         .iter()
         .map(|r| {
@@ -397,7 +520,61 @@ async fn lock_and_find_recorded(
             Ok(((r.get(0), r.get(1)), recorded))
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
-    Ok((accounts, recorded))
+    Ok((book, recorded))
+}
+
+/// The plan's holds and refunds as the columns `WRITE_HOLDS_AND_REFUNDS` unnests.
+#[derive(Default)]
+struct HoldRows<'a> {
+    id: Vec<Uuid>,
+    client: Vec<&'a str>,
+    key: Vec<&'a str>,
+    src: Vec<&'a str>,
+    dst: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    amount: Vec<Decimal>,
+    expires: Vec<DateTime<Utc>>,
+    u_id: Vec<Uuid>,
+    u_captured: Vec<Decimal>,
+    u_status: Vec<&'static str>,
+    r_id: Vec<Uuid>,
+    r_leg: Vec<i16>,
+    r_original: Vec<Uuid>,
+    r_original_leg: Vec<i16>,
+    r_amount: Vec<Decimal>,
+}
+
+impl<'a> HoldRows<'a> {
+    fn of(plan: &'a BatchPlan<'a>) -> Self {
+        let mut rows = Self::default();
+        for h in &plan.new_holds {
+            rows.id.push(h.id);
+            rows.client.push(&h.client_id);
+            rows.key.push(&h.idempotency_key);
+            rows.src.push(&h.source_account_id);
+            rows.dst.push(&h.destination_account_id);
+            rows.currency.push(&h.currency);
+            rows.amount.push(h.amount);
+            rows.expires.push(h.expires_at);
+        }
+        for u in &plan.hold_updates {
+            rows.u_id.push(u.id);
+            rows.u_captured.push(u.captured);
+            rows.u_status.push(u.status.as_str());
+        }
+        for r in &plan.refunds {
+            rows.r_id.push(r.refund_id);
+            rows.r_leg.push(r.leg);
+            rows.r_original.push(r.original_id);
+            rows.r_original_leg.push(r.original_leg);
+            rows.r_amount.push(r.amount);
+        }
+        rows
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id.is_empty() && self.u_id.is_empty() && self.r_id.is_empty()
+    }
 }
 
 /// Writes the plan's rows with one statement, and settles its adjustments pipelined behind it.
@@ -407,7 +584,7 @@ async fn write_plan(
     plan: &BatchPlan<'_>,
 ) -> Result<(), StoreError> {
     let rows = Rows::of(plan);
-    let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
+    let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 30] = [
         &rows.tx_id,
         &rows.client,
         &rows.key,
@@ -431,28 +608,61 @@ async fn write_plan(
         &rows.b_balance,
         &rows.b_count,
         &rows.adjusts,
+        &rows.kind,
+        &rows.parent,
+        &rows.effective,
+        &rows.legs,
+        &rows.e_leg,
+        &rows.e_effective,
+        &rows.b_pending,
     ];
     let write = conn.query_one(write_stmt, &write_params);
-    let written: i64 = if plan.settlements.is_empty() {
-        write.await?.get(0)
-    } else {
-        // Pipelined behind the write, in the same transaction: no extra round trip.
-        let settle = Settlements::of(plan);
-        let settle_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-            &true,
-            &settle.discrepancy,
-            &settle.client,
-            &settle.key,
-            &settle.tx_id,
-            &settle.failure,
-        ];
-        let settle_adjustments = async {
-            let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
-            conn.execute(&stmt, &settle_params).await
-        };
-        let (row, _) = tokio::try_join!(write, settle_adjustments)?;
-        row.get(0)
+    let holds = HoldRows::of(plan);
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+        &holds.id,
+        &holds.client,
+        &holds.key,
+        &holds.src,
+        &holds.dst,
+        &holds.currency,
+        &holds.amount,
+        &holds.expires,
+        &holds.u_id,
+        &holds.u_captured,
+        &holds.u_status,
+        &holds.r_id,
+        &holds.r_leg,
+        &holds.r_original,
+        &holds.r_original_leg,
+        &holds.r_amount,
+    ];
+    // Pipelined behind the write, in the same transaction (no extra round trip), and only when
+    // the batch has holds, refunds or adjustments.
+    let write_holds = async {
+        if holds.is_empty() {
+            return Ok(0);
+        }
+        let stmt = conn.prepare_cached(WRITE_HOLDS_AND_REFUNDS).await?;
+        conn.execute(&stmt, &holds_params).await
     };
+    let settle = Settlements::of(plan);
+    let settle_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &true,
+        &settle.discrepancy,
+        &settle.client,
+        &settle.key,
+        &settle.tx_id,
+        &settle.failure,
+    ];
+    let settle_adjustments = async {
+        if plan.settlements.is_empty() {
+            return Ok(0);
+        }
+        let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
+        conn.execute(&stmt, &settle_params).await
+    };
+    let (row, _, _) = tokio::try_join!(write, write_holds, settle_adjustments)?;
+    let written: i64 = row.get(0);
     if written != rows.tx_id.len() as i64 {
         // A concurrent delivery recorded one of these keys between our lookup and our write
         // (possible only for transfers touching no locked account). Roll back; the retry sees it.

@@ -61,8 +61,11 @@ pub async fn load_statement_lines(
     .await
 }
 
-/// Postings on an account whose (UTC) posting date is in `[from, to]`, with the transfer's
-/// reference. Adjusting transfers made by the reconciliation itself (marked by
+/// What each transaction did to an account, booked on its (UTC) value date (`effectiveAt`, or
+/// when it posted) in `[from, to]`, with the transaction's reference: one item per transaction and
+/// currency, the net of its legs on the account. So a bank line matches what the account saw: the
+/// payer's line the transaction's total (all the legs it paid), a payee's line its leg. A refund
+/// is its own transaction, hence its own item (its `parentId` names the original). Adjusting transfers made by the reconciliation itself (marked by
 /// `transactions.adjusts_discrepancy_id`, whatever their key) are left out: they answer a
 /// discrepancy, they are not something the bank will book.
 pub async fn load_ledger_items(
@@ -75,13 +78,15 @@ pub async fn load_ledger_items(
     // The day after `to` is computed by PostgreSQL: for 9999-12-31 it is a year chrono would
     // write as `+10000`, which PostgreSQL does not read.
     let sql = format!(
-        "COPY (SELECT e.transaction_id, e.amount, e.currency::text,
-                      (e.posted_at AT TIME ZONE 'UTC')::date, t.reference
+        "COPY (SELECT e.transaction_id, sum(e.amount), min(e.currency::text),
+                      (min(e.effective_at) AT TIME ZONE 'UTC')::date, min(t.reference)
                FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
                WHERE e.account_id = {}
-                 AND e.posted_at >= ({}::date)::timestamp AT TIME ZONE 'UTC'
-                 AND e.posted_at < ({}::date + 1)::timestamp AT TIME ZONE 'UTC'
-                 AND t.adjusts_discrepancy_id IS NULL)
+                 AND e.effective_at >= ({}::date)::timestamp AT TIME ZONE 'UTC'
+                 AND e.effective_at < ({}::date + 1)::timestamp AT TIME ZONE 'UTC'
+                 AND t.adjusts_discrepancy_id IS NULL
+               GROUP BY e.transaction_id, e.currency
+               HAVING sum(e.amount) <> 0)
          TO STDOUT (FORMAT binary)",
         literal(account_id),
         literal(&from.format("%Y-%m-%d").to_string()),

@@ -44,8 +44,8 @@ async fn a_batch_posts_in_message_order_with_running_balances() {
         .unwrap();
     assert_eq!(t4.status, "COMPLETED");
     assert_eq!(t4.entries.len(), 2);
-    assert_eq!(t4.entries[0].0, "bob");
-    assert_eq!(t4.entries[0].2.to_string(), "-50.00");
+    assert_eq!(t4.entries[0].account_id, "bob");
+    assert_eq!(t4.entries[0].balance_after.to_string(), "-50.00");
     assert_eq!(count(&env, "SELECT count(*) FROM ledger_entries").await, 6);
     env.assert_invariants().await;
 }

@@ -1,6 +1,8 @@
 use super::*;
 use crate::accounts::OverdraftLimit;
+use crate::ledger::LockedAccount;
 use crate::transfers::{IdempotencyKey, TransferInput};
+use chrono::Utc;
 
 fn msg(key: &str, src: &str, dst: &str, amount: &str) -> TransferMessage {
     let json = format!(
@@ -11,14 +13,15 @@ fn msg(key: &str, src: &str, dst: &str, amount: &str) -> TransferMessage {
     TransferMessage::new("c1", &IdempotencyKey::parse(key, "k").unwrap(), t)
 }
 
-fn accounts() -> HashMap<String, LockedAccount> {
+fn accounts() -> Book {
     let acct = |limit: OverdraftLimit, balance: i64| LockedAccount {
         owner_client_id: "c1".into(),
         currency: "USD".into(),
         overdraft_limit: limit,
         balance: Decimal::from(balance),
+        pending: Decimal::ZERO,
     };
-    HashMap::from([
+    let accounts = HashMap::from([
         ("world".into(), acct(OverdraftLimit::Unlimited, 0)),
         (
             "alice".into(),
@@ -28,7 +31,8 @@ fn accounts() -> HashMap<String, LockedAccount> {
             "bob".into(),
             acct(OverdraftLimit::Limited(Decimal::ZERO), 0),
         ),
-    ])
+    ]);
+    Book::of_accounts(accounts, Utc::now())
 }
 
 fn recorded(m: &TransferMessage, hash: &str) -> RecordedKeys {
@@ -47,6 +51,7 @@ fn balance(account: &str, balance: i64, entries: i64) -> BalanceUpdate {
     BalanceUpdate {
         account_id: account.into(),
         balance: Decimal::from(balance),
+        pending: Decimal::ZERO,
         entries,
     }
 }
@@ -201,4 +206,69 @@ fn adjusting_transfers_settle_with_their_outcome() {
             ),
         ]
     );
+}
+
+#[test]
+fn expired_holds_of_locked_accounts_are_released_first() {
+    let mut book = accounts();
+    book.accounts.get_mut("alice").unwrap().pending = Decimal::from(100);
+    let hold = |status, expires_at| crate::ledger::HoldState {
+        client_id: "c1".into(),
+        source_account_id: "alice".into(),
+        destination_account_id: "bob".into(),
+        currency: "USD".into(),
+        amount: Decimal::from(100),
+        captured: Decimal::from(40),
+        status,
+        expires_at,
+    };
+    let past = book.now - chrono::Duration::seconds(1);
+    book.holds
+        .insert(Uuid::from_u128(1), hold(HoldStatus::Active, past));
+    book.holds
+        .insert(Uuid::from_u128(2), hold(HoldStatus::Voided, past));
+    // alice's hold reserved 60 of her 100 (40 captured earlier; pending 100 in this made-up book):
+    // once it expires, 60 is released and a transfer of 100 - 40 = 60 fits.
+    let batch = [msg("k1", "alice", "bob", "60")];
+    let plan = plan_batch(&batch, book, RecordedKeys::new());
+    assert!(matches!(plan.outcomes[0], Outcome::Posted { .. }));
+    assert_eq!(
+        plan.hold_updates,
+        [HoldUpdate {
+            id: Uuid::from_u128(1),
+            captured: Decimal::from(40),
+            status: HoldStatus::Expired
+        }]
+    );
+    assert_eq!(plan.balances[0].account_id, "alice");
+    assert_eq!(plan.balances[0].pending, Decimal::from(40));
+}
+
+#[test]
+fn a_multi_leg_transaction_writes_two_entries_a_leg() {
+    let json = r#"{"currency":"USD","legs":[
+        {"source_account_id":"alice","destination_account_id":"bob","amount":"97.00"},
+        {"source_account_id":"alice","destination_account_id":"world","amount":"3.00"}]}"#;
+    let input: TransferInput = serde_json::from_str(json).unwrap();
+    let t = input.validate(None, Decimal::from(1_000_000)).unwrap();
+    let m = TransferMessage::new("c1", &IdempotencyKey::parse("card", "k").unwrap(), t);
+    let batch = [m];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    let entries: Vec<_> = plan
+        .entries
+        .iter()
+        .map(|e| (e.leg, e.account_id.as_str(), e.amount.to_string()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (0, "alice", "-97.00".to_string()),
+            (0, "bob", "97.00".to_string()),
+            (1, "alice", "-3.00".to_string()),
+            (1, "world", "3.00".to_string()),
+        ]
+    );
+    assert_eq!(plan.balances[0], balance("alice", 0, 2));
+    let legs = plan.transactions[0].legs.as_ref().unwrap();
+    assert_eq!(legs[1]["amount"], "3.00");
 }
