@@ -159,6 +159,7 @@ impl Queue {
     /// Sends transfer messages with `SendMessageBatch`, ten a call, several calls at once; one
     /// result per message, in order. A call that fails as a whole fails each of its messages the
     /// same way (outcome unknown on a timeout or 5xx); an entry SQS reports failed was not sent.
+    #[tracing::instrument(name = "sqs.send_batch", level = "debug", skip_all)]
     pub async fn send_transfers(
         &self,
         msgs: &[&TransferMessage],
