@@ -196,7 +196,7 @@ impl BatchPlan<'_> {
         for e in &self.entries {
             *sums.entry(&e.currency).or_default() += e.amount;
         }
-        self.entries.len() % 2 == 0 && sums.values().all(|s| s.is_zero())
+        self.entries.len().is_multiple_of(2) && sums.values().all(|s| s.is_zero())
     }
 }
 

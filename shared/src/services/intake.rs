@@ -69,7 +69,7 @@ pub async fn accept(
         Prepared::Done(intake) => Ok(intake),
         Prepared::Ready(ready) => {
             let sent = clients.queue.send_transfer(&ready.message).await;
-            finish(clients, ready, sent).await
+            finish(clients, *ready, sent).await
         }
     }
 }
@@ -137,19 +137,15 @@ async fn settle(
     match (prepared?, sent) {
         (Prepared::Done(intake), _) => Ok(intake),
         (Prepared::Ready(ready), sent) => {
-            finish(
-                clients,
-                ready,
-                sent.unwrap_or_else(|| Err(QueueError::unanswered())),
-            )
-            .await
+            let sent = sent.unwrap_or_else(|| Err(QueueError::unanswered()));
+            finish(clients, *ready, sent).await
         }
     }
 }
 
 /// A request reserved in Redis and recorded durably, ready to be sent.
 #[derive(Debug)]
-pub struct Ready {
+struct Ready {
     message: TransferMessage,
     key: IdempotencyKey,
     token: ReservationToken,
@@ -161,7 +157,7 @@ pub struct Ready {
 enum Prepared {
     /// Answered already: Redis replayed the original response.
     Done(Intake),
-    Ready(Ready),
+    Ready(Box<Ready>),
 }
 
 /// Reserves the key in Redis and records the request in PostgreSQL.
@@ -218,12 +214,12 @@ async fn prepare(
             return Err(e.into());
         }
     };
-    Ok(Prepared::Ready(Ready {
+    Ok(Prepared::Ready(Box::new(Ready {
         message,
         key,
         token,
         first_time,
-    }))
+    })))
 }
 
 /// Settles a prepared request after its send: confirmed and answered, kept (outcome unknown), or
