@@ -63,6 +63,7 @@ pub async fn submit(
     }
     for (present, field) in [
         (body.idempotency_key.is_some(), "idempotencyKey"),
+        (headers.contains_key("idempotency-key"), "Idempotency-Key"),
         (body.reference.is_some(), "reference"),
         (body.description.is_some(), "description"),
         (body.metadata.is_some(), "metadata"),
