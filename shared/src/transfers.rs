@@ -136,17 +136,11 @@ impl TransferInput {
                 validate_legs(legs, self.currency.as_deref(), rules.max_amount)?
             }
             None => {
-                let currency = match (&self.currency, account_currency) {
-                    (Some(code), _) => Currency::parse(code)?,
-                    (None, Some(c)) => c,
-                    (None, None) => {
-                        return Err(ValidationError::new(
-                            "missing_field",
-                            "currency",
-                            "currency is required when the source account is not known",
-                        ));
-                    }
-                };
+                let currency = movement::currency_or(
+                    self.currency.as_deref(),
+                    account_currency,
+                    "currency is required when the source account is not known",
+                )?;
                 let single = LegInput {
                     source_account_id: required(self.source_account_id, "source_account_id")?,
                     destination_account_id: required(

@@ -105,7 +105,8 @@ pub struct BalanceUpdate {
     pub entries: i64,
 }
 
-/// A hold placed by this batch.
+/// A hold placed by this batch, in its state after the batch (a later message of the same batch
+/// may already have captured or voided it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewHold {
     pub id: Uuid,
@@ -115,6 +116,8 @@ pub struct NewHold {
     pub destination_account_id: String,
     pub currency: String,
     pub amount: Decimal,
+    pub captured: Decimal,
+    pub status: HoldStatus,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -384,6 +387,8 @@ impl<'a> Batch<'a> {
                 destination_account_id: h.destination_account_id.clone(),
                 currency: h.currency.clone(),
                 amount: h.amount,
+                captured: h.captured,
+                status: h.status,
                 expires_at: h.expires_at,
             });
         }

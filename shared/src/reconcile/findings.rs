@@ -216,45 +216,43 @@ pub fn invariant_findings(report: &InvariantReport, owners: &Owners) -> Vec<Find
             });
         }
     }
+    let drift = |account: &String, fingerprint: String, expected, actual, detail, data| Finding {
+        client_id: owners
+            .accounts
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| SYSTEM_OWNER.into()),
+        account_id: Some(account.clone()),
+        kind: FindingKind::BALANCE_DRIFT,
+        fingerprint,
+        booked_on: None,
+        statement_line_id: None,
+        transaction_ids: vec![],
+        expected: Some(expected),
+        actual: Some(actual),
+        currency: None,
+        detail,
+        data,
+    };
     for (account, balance, entries, last_after) in &report.balance_drift {
-        out.push(Finding {
-            client_id: owners
-                .accounts
-                .get(account)
-                .cloned()
-                .unwrap_or_else(|| SYSTEM_OWNER.into()),
-            account_id: Some(account.clone()),
-            kind: FindingKind::BALANCE_DRIFT,
-            fingerprint: format!("BALANCE_DRIFT:{account}"),
-            booked_on: None,
-            statement_line_id: None,
-            transaction_ids: vec![],
-            expected: Some(*entries),
-            actual: Some(*balance),
-            currency: None,
-            detail: format!("stored balance {balance}, sum of entries {entries}, last balance_after {last_after}"),
-            data: json!({"balance": balance, "sumOfEntries": entries, "lastBalanceAfter": last_after}),
-        });
+        out.push(drift(
+            account,
+            format!("BALANCE_DRIFT:{account}"),
+            *entries,
+            *balance,
+            format!("stored balance {balance}, sum of entries {entries}, last balance_after {last_after}"),
+            json!({"balance": balance, "sumOfEntries": entries, "lastBalanceAfter": last_after}),
+        ));
     }
     for (account, pending, held) in &report.pending_drift {
-        out.push(Finding {
-            client_id: owners
-                .accounts
-                .get(account)
-                .cloned()
-                .unwrap_or_else(|| SYSTEM_OWNER.into()),
-            account_id: Some(account.clone()),
-            kind: FindingKind::BALANCE_DRIFT,
-            fingerprint: format!("PENDING_DRIFT:{account}"),
-            booked_on: None,
-            statement_line_id: None,
-            transaction_ids: vec![],
-            expected: Some(*held),
-            actual: Some(*pending),
-            currency: None,
-            detail: format!("stored pending {pending}, active holds reserve {held}"),
-            data: json!({"pending": pending, "activeHolds": held}),
-        });
+        out.push(drift(
+            account,
+            format!("PENDING_DRIFT:{account}"),
+            *held,
+            *pending,
+            format!("stored pending {pending}, active holds reserve {held}"),
+            json!({"pending": pending, "activeHolds": held}),
+        ));
     }
     out
 }

@@ -94,10 +94,14 @@ const WRITE_BATCH: &str = "WITH tx AS (
 // refund rows, pipelined behind WRITE_BATCH when the batch has any.
 const WRITE_HOLDS_AND_REFUNDS: &str = "WITH placed AS (
          INSERT INTO holds (id, client_id, idempotency_key, source_account_id,
-             destination_account_id, currency, amount, expires_at, status, created_at)
-         SELECT u.*, 'ACTIVE', statement_timestamp()
+             destination_account_id, currency, amount, expires_at, captured, status, created_at,
+             closed_at)
+         SELECT u.*, statement_timestamp(),
+                CASE WHEN u.status = 'ACTIVE' THEN NULL ELSE statement_timestamp() END
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::numeric[], $8::timestamptz[]) AS u
+                     $7::numeric[], $8::timestamptz[], $17::numeric[], $18::text[])
+             AS u(id, client_id, idempotency_key, source_account_id, destination_account_id,
+                  currency, amount, expires_at, captured, status)
      ), changed AS (
          UPDATE holds h
          SET captured = u.captured, status = u.status,
@@ -534,6 +538,8 @@ struct HoldRows<'a> {
     currency: Vec<&'a str>,
     amount: Vec<Decimal>,
     expires: Vec<DateTime<Utc>>,
+    captured: Vec<Decimal>,
+    status: Vec<&'static str>,
     u_id: Vec<Uuid>,
     u_captured: Vec<Decimal>,
     u_status: Vec<&'static str>,
@@ -556,6 +562,8 @@ impl<'a> HoldRows<'a> {
             rows.currency.push(&h.currency);
             rows.amount.push(h.amount);
             rows.expires.push(h.expires_at);
+            rows.captured.push(h.captured);
+            rows.status.push(h.status.as_str());
         }
         for u in &plan.hold_updates {
             rows.u_id.push(u.id);
@@ -618,7 +626,7 @@ async fn write_plan(
     ];
     let write = conn.query_one(write_stmt, &write_params);
     let holds = HoldRows::of(plan);
-    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
         &holds.id,
         &holds.client,
         &holds.key,
@@ -635,6 +643,8 @@ async fn write_plan(
         &holds.r_original,
         &holds.r_original_leg,
         &holds.r_amount,
+        &holds.captured,
+        &holds.status,
     ];
     // Pipelined behind the write, in the same transaction (no extra round trip), and only when
     // the batch has holds, refunds or adjustments.

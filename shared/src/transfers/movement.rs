@@ -48,17 +48,11 @@ impl LegInput {
     ) -> Result<Leg, ValidationError> {
         let source = AccountId::parse(&self.source_account_id, "source_account_id")?;
         let destination = AccountId::parse(&self.destination_account_id, "destination_account_id")?;
-        let currency = match (&self.currency, default_currency) {
-            (Some(code), _) => Currency::parse(code)?,
-            (None, Some(c)) => c,
-            (None, None) => {
-                return Err(ValidationError::new(
-                    "missing_field",
-                    "currency",
-                    "a leg needs a currency: give the leg's `currency` or the transaction's",
-                ));
-            }
-        };
+        let currency = currency_or(
+            self.currency.as_deref(),
+            default_currency,
+            "a leg needs a currency: give the leg's `currency` or the transaction's",
+        )?;
         let raw = self.amount.ok_or_else(|| {
             ValidationError::new("missing_field", "amount", "missing field `amount`")
         })?;
@@ -70,6 +64,19 @@ impl LegInput {
             amount: money.amount(),
             currency,
         })
+    }
+}
+
+/// The currency a request names, else `default`; `missing` says why one is needed.
+pub(super) fn currency_or(
+    code: Option<&str>,
+    default: Option<Currency>,
+    missing: &str,
+) -> Result<Currency, ValidationError> {
+    match (code, default) {
+        (Some(code), _) => Currency::parse(code),
+        (None, Some(c)) => Ok(c),
+        (None, None) => Err(ValidationError::new("missing_field", "currency", missing)),
     }
 }
 
