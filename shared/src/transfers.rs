@@ -716,6 +716,41 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_leg_transaction_is_grouped_by_its_first_legs_source() {
+        let t = input(
+            r#"{"currency":"USD","legs":[
+            {"source_account_id":"customer","destination_account_id":"merchant","amount":"97"},
+            {"source_account_id":"platform","destination_account_id":"tax","amount":"0.5"}]}"#,
+        )
+        .validate(None, MAX)
+        .unwrap();
+        assert_eq!(t.legs().len(), 2);
+        assert_eq!(t.more_legs[0].amount.to_string(), "0.50");
+        let msg = TransferMessage::new("demo", &IdempotencyKey::parse("card", "k").unwrap(), t);
+        assert_eq!(msg.group_id(), group_id("demo", "customer"));
+        let body = serde_json::to_string(&msg).unwrap();
+        assert_eq!(TransferMessage::parse(&body).unwrap(), msg);
+        // A plain transfer's message and hash are what they were before legs existed.
+        let plain = input(r#"{"source_account_id":"a","destination_account_id":"b","amount":"1","currency":"USD"}"#)
+            .validate(None, MAX)
+            .unwrap();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert_eq!(
+            json,
+            r#"{"source_account_id":"a","destination_account_id":"b","amount":"1.00","currency":"USD","reference":null,"description":null,"metadata":{}}"#
+        );
+        // A hold with more than one leg is not a message the processor takes.
+        let mut hold = msg.clone();
+        hold.transfer.operation = Operation::Hold {
+            expires_at: Utc::now(),
+        };
+        assert_eq!(
+            TransferMessage::parse(&serde_json::to_string(&hold).unwrap()),
+            Err(MalformedMessage::Shape)
+        );
+    }
+
+    #[test]
     fn idempotency_keys() {
         IdempotencyKey::parse(&"k".repeat(255), "k").unwrap();
         assert_eq!(

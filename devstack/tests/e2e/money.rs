@@ -734,3 +734,94 @@ async fn reconciliation_sees_legs_refunds_and_value_dates() {
     }
     s.env.assert_invariants().await;
 }
+
+#[tokio::test]
+async fn racing_refunds_and_captures_are_decided_once_by_the_ledger() {
+    let s = Stack::start().await;
+    s.open("world", "unlimited").await;
+    s.open("alice", "0").await;
+    s.open("shop", "0").await;
+    s.submit("fund", "world", "alice", "100.00").await;
+    s.submit("sale", "alice", "shop", "40.00").await;
+    s.drain().await;
+    let sale = s.status_of("sale").await["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refunds = format!("/api/v1/transactions/{sale}/refunds");
+    // Both pass intake's early check (nothing refunded yet); the ledger decides them in order.
+    s.post_ok(
+        &refunds,
+        &json!({"idempotencyKey": "r1", "amount": "30.00"}),
+    )
+    .await;
+    s.post_ok(
+        &refunds,
+        &json!({"idempotencyKey": "r2", "amount": "30.00"}),
+    )
+    .await;
+    // And a hold captured twice for more than it holds in total.
+    let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let hold = s.post_ok("/api/v1/holds", &json!({"hold": {"source_account_id": "alice",
+        "destination_account_id": "shop", "amount": "50.00", "currency": "USD", "expiresAt": expires},
+        "idempotencyKey": "h"})).await;
+    s.drain().await;
+    let capture = format!(
+        "/api/v1/holds/{}/capture",
+        hold["transactionId"].as_str().unwrap()
+    );
+    s.post_ok(
+        &capture,
+        &json!({"idempotencyKey": "c1", "amount": "30.00"}),
+    )
+    .await;
+    s.post_ok(
+        &capture,
+        &json!({"idempotencyKey": "c2", "amount": "30.00"}),
+    )
+    .await;
+    s.drain().await;
+    let outcome = |v: Value| {
+        (
+            v["status"].as_str().unwrap().to_string(),
+            v["failureCode"].as_str().map(str::to_string),
+        )
+    };
+    assert_eq!(outcome(s.status_of("r1").await), ("COMPLETED".into(), None));
+    assert_eq!(
+        outcome(s.status_of("r2").await),
+        ("FAILED".into(), Some("refund_exceeds_remaining".into()))
+    );
+    assert_eq!(outcome(s.status_of("c1").await), ("COMPLETED".into(), None));
+    assert_eq!(
+        outcome(s.status_of("c2").await),
+        ("FAILED".into(), Some("capture_exceeds_hold".into()))
+    );
+    // alice: 100 - 40 + 30 (refund) - 30 (capture) = 60 posted, 20 still held.
+    let b = s.balances("alice").await;
+    assert_eq!(
+        (
+            b["posted"].as_str(),
+            b["pending"].as_str(),
+            b["available"].as_str()
+        ),
+        (Some("60.00"), Some("20.00"), Some("40.00"))
+    );
+    // A redelivered capture changes nothing.
+    let c1 = s.status_of("c1").await["transactionId"].clone();
+    let (status, replay) = s
+        .api
+        .post(
+            &capture,
+            &json!({"idempotencyKey": "c1", "amount": "30.00"}),
+        )
+        .await
+        .parts();
+    assert_eq!(
+        (status, replay["transactionId"].clone()),
+        (StatusCode::ACCEPTED, c1)
+    );
+    s.drain().await;
+    assert_eq!(s.balances("alice").await["posted"], "60.00");
+    s.env.assert_invariants().await;
+}
