@@ -68,6 +68,8 @@ CREATE TABLE holds (
 -- Posting's "active holds of the accounts I hold that have expired" and the sweep.
 CREATE INDEX holds_active_idx ON holds (source_account_id, expires_at) WHERE status = 'ACTIVE';
 CREATE INDEX holds_expiry_idx ON holds (expires_at) WHERE status = 'ACTIVE';
+-- An account's holds, newest first (GET /accounts/{id}/holds, keyset on (created_at, id)).
+CREATE INDEX holds_account_idx ON holds (source_account_id, created_at, id);
 GRANT SELECT, INSERT ON holds TO ledger_app;
 GRANT UPDATE (captured, status, closed_at) ON holds TO ledger_app;
 

@@ -135,6 +135,8 @@ async fn every_event_fixture_runs_through_its_handler() {
         (hold["status"].as_str(), hold["captured"].as_str()),
         (Some("VOIDED"), Some("20.00"))
     );
+    let listed = api("list-account-holds", StatusCode::OK).await;
+    assert_eq!(listed["holds"][0]["id"], hold_id);
     let event: serde_json::Value =
         serde_json::from_str(&read("scheduler/reconcile-daily.json")).unwrap();
     let summary = reconciler::handle(&s.env.clients, event).await.unwrap();

@@ -340,6 +340,32 @@ async fn an_expired_hold_releases_at_the_next_posting_and_in_the_sweep() {
         (h["status"].as_str(), h["remaining"].as_str()),
         (Some("EXPIRED"), Some("0.00"))
     );
+    let listed = s
+        .api
+        .get("/api/v1/accounts/alice/holds?status=EXPIRED")
+        .await
+        .body;
+    assert_eq!(
+        (
+            listed["holds"][0]["id"].as_str(),
+            listed["holds"][0]["closedAt"].as_str()
+        ),
+        (Some(ha.as_str()), h["expiresAt"].as_str())
+    );
+    assert_eq!(
+        s.api
+            .get("/api/v1/accounts/alice/holds?status=ACTIVE")
+            .await
+            .body["holds"],
+        json!([])
+    );
+    let events: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["HOLD", "EXPIRY"]);
     let capture = format!("/api/v1/holds/{ha}/capture");
     assert_eq!(
         s.problem(&capture, &json!({"idempotencyKey": "late"}))

@@ -440,6 +440,9 @@ async fn every_response_matches_openapi() {
     )
     .await; // 409
     c.get(&format!("/api/v1/holds/{hold_id}")).await; // VOIDED with events
+    c.get("/api/v1/accounts/alice/holds?limit=1").await; // 200
+    c.get("/api/v1/accounts/alice/holds?status=PENDING").await; // 400
+    c.get("/api/v1/accounts/nobody/holds").await; // 404
     c.get("/api/v1/transactions/status/refund-1").await; // a REFUND
     c.get("/api/v1/transactions/status/hold-1").await; // a HOLD
     c.get(&format!("/api/v1/transactions/{legs_id}")).await; // with its refund

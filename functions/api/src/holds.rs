@@ -1,22 +1,24 @@
 //! `/holds`: place a hold (authorize), read it, capture it (in full or in parts), void it.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use shared::ledger::HoldStatus;
 use shared::money::format_amount;
 use shared::services::movement;
-use shared::store::holds::{self, HoldRecord};
+use shared::store::holds::{self, HoldCursor, HoldRecord};
 use shared::transfers::{Operation, TransferInput, parse_amount_json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, PathParam};
-use crate::problem::{ApiResult, Problem};
+use crate::accounts::visible_account;
+use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
+use crate::problem::{ApiResult, Problem, bad_parameter};
 use crate::transactions::{idempotency_key, intake_response, source_currency};
 
 #[derive(Deserialize)]
@@ -96,11 +98,61 @@ pub async fn get(
     let hold = holds::get(&state.db, &client, hold_id(&id)?)
         .await?
         .ok_or_else(hold_not_found)?;
-    Ok(Json(hold_json(&hold)))
+    Ok(Json(hold_json(&hold.seen_at(Utc::now()))))
 }
 
-fn hold_json(h: &HoldRecord) -> Value {
+/// `GET /accounts/{id}/holds[?status=&limit=&cursor=]`: the holds placed on the account, newest
+/// first, without their events.
+pub async fn list(
+    State(state): State<AppState>,
+    ClientId(client): ClientId,
+    PathParam(id): PathParam,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(query.as_deref(), &["status", "limit", "cursor"])?;
+    let mut limit = page::DEFAULT_PAGE;
+    let mut cursor = None;
+    let mut status = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "limit" => limit = page::limit(&v)?,
+            "cursor" => {
+                let (created_at, id) = page::cursor(&v)?;
+                cursor = Some(HoldCursor { created_at, id });
+            }
+            _ => {
+                status = Some(HoldStatus::parse(&v).ok_or_else(|| {
+                    bad_parameter(
+                        "status",
+                        "status is one of ACTIVE, CAPTURED, VOIDED, EXPIRED",
+                    )
+                })?)
+            }
+        }
+    }
+    let account = visible_account(&state, &client, &id, None).await?;
     let now = Utc::now();
+    let (holds, next) =
+        holds::list_for_account(&state.db, &client, &account.id, status, now, limit, cursor)
+            .await?;
+    let holds: Vec<Value> = holds
+        .into_iter()
+        .map(|h| {
+            let mut v = hold_json(&h.seen_at(now));
+            if let Some(o) = v.as_object_mut() {
+                o.remove("events");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "holds": holds,
+        "nextCursor": next.map(|c| page::encode_cursor(c.created_at, c.id)),
+    })))
+}
+
+/// A hold as `seen_at` now.
+fn hold_json(h: &HoldRecord) -> Value {
     let money = |d| format_amount(d, &h.currency);
     let events: Vec<Value> = h
         .events
@@ -117,14 +169,14 @@ fn hold_json(h: &HoldRecord) -> Value {
         .collect();
     json!({
         "id": h.id,
-        "status": h.status_at(now).as_str(),
+        "status": h.status.as_str(),
         "idempotencyKey": h.idempotency_key,
         "source_account_id": h.source_account_id,
         "destination_account_id": h.destination_account_id,
         "currency": h.currency,
         "amount": money(h.amount),
         "captured": money(h.captured),
-        "remaining": money(h.remaining_at(now)),
+        "remaining": money(h.remaining()),
         "expiresAt": h.expires_at,
         "createdAt": h.created_at,
         "closedAt": h.closed_at,

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}", get(accounts::get))
         .route("/accounts/{id}/balance", get(accounts::balance))
         .route("/accounts/{id}/ledger", get(accounts::ledger))
+        .route("/accounts/{id}/holds", get(holds::list))
         .route("/transactions", post(transactions::submit))
         .route(
             "/transactions/bulk",

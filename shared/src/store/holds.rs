@@ -26,23 +26,32 @@ pub struct HoldRecord {
 }
 
 impl HoldRecord {
-    /// What the hold still reserves (nothing once it is closed, or past its expiry).
-    pub fn remaining_at(&self, now: DateTime<Utc>) -> Decimal {
-        if self.status == HoldStatus::Active && self.expires_at > now {
+    /// What the hold still reserves (nothing once it is closed).
+    pub fn remaining(&self) -> Decimal {
+        if self.status == HoldStatus::Active {
             self.amount - self.captured
         } else {
             Decimal::ZERO
         }
     }
 
-    /// The state a client sees at `now`: an ACTIVE hold past its expiry is EXPIRED even before
-    /// the sweep records it (posting treats it so).
-    pub fn status_at(&self, now: DateTime<Utc>) -> HoldStatus {
+    /// The hold as a client sees it at `now`: an ACTIVE hold past its expiry is EXPIRED (closed at
+    /// its expiry, with its EXPIRY event) even before the sweep records it, as posting treats it.
+    pub fn seen_at(mut self, now: DateTime<Utc>) -> Self {
         if self.status == HoldStatus::Active && self.expires_at <= now {
-            HoldStatus::Expired
-        } else {
-            self.status
+            self.status = HoldStatus::Expired;
+            self.closed_at = Some(self.expires_at);
+            if !self.events.is_empty() {
+                self.events.push(HoldEvent {
+                    kind: HoldEventKind::Expiry,
+                    transaction_id: None,
+                    idempotency_key: None,
+                    amount: self.amount - self.captured,
+                    at: self.expires_at,
+                });
+            }
         }
+        self
     }
 }
 
@@ -197,4 +206,87 @@ pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result
         .await?;
     tx.commit().await?;
     Ok(expired)
+}
+
+/// Keyset position in an account's holds: holds strictly older than this come next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// One page of the holds placed on `account_id` (the client's), newest first, optionally only
+/// those in `status` as a client sees it at `now` (an ACTIVE hold past its expiry is EXPIRED),
+/// without their events; and the cursor of the next page if any.
+pub async fn list_for_account(
+    pool: &PgPool,
+    client_id: &str,
+    account_id: &str,
+    status: Option<HoldStatus>,
+    now: DateTime<Utc>,
+    limit: usize,
+    after: Option<HoldCursor>,
+) -> Result<(Vec<HoldRecord>, Option<HoldCursor>), StoreError> {
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "SELECT id, idempotency_key, status, source_account_id, destination_account_id,
+                    currency::text, amount, captured, expires_at, created_at, closed_at
+             FROM holds
+             WHERE source_account_id = $1 AND client_id = $2
+               AND ($3::text IS NULL
+                    OR ($3 = 'ACTIVE' AND status = 'ACTIVE' AND expires_at > $4)
+                    OR ($3 = 'EXPIRED' AND (status = 'EXPIRED' OR (status = 'ACTIVE' AND expires_at <= $4)))
+                    OR ($3 IN ('CAPTURED', 'VOIDED') AND status = $3))
+               AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $7",
+        )
+        .await?;
+    let (at, id) = after.map_or((None, Uuid::nil()), |c| (Some(c.created_at), c.id));
+    let rows = conn
+        .query(
+            &stmt,
+            &[
+                &account_id,
+                &client_id,
+                &status.map(HoldStatus::as_str),
+                &now,
+                &at,
+                &id,
+                &((limit + 1) as i64),
+            ],
+        )
+        .await?;
+    let mut holds = rows
+        .iter()
+        .map(|r| {
+            let status: &str = r.get(2);
+            Ok(HoldRecord {
+                id: r.get(0),
+                idempotency_key: r.get(1),
+                status: HoldStatus::parse(status)
+                    .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
+                source_account_id: r.get(3),
+                destination_account_id: r.get(4),
+                currency: r.get(5),
+                amount: r.get(6),
+                captured: r.get(7),
+                expires_at: r.get(8),
+                created_at: r.get(9),
+                closed_at: r.get(10),
+                events: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let next = if holds.len() > limit {
+        holds.truncate(limit);
+        holds.last().map(|h| HoldCursor {
+            created_at: h.created_at,
+            id: h.id,
+        })
+    } else {
+        None
+    };
+    Ok((holds, next))
 }
