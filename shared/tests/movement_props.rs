@@ -17,9 +17,12 @@ use uuid::Uuid;
 
 const ACCOUNTS: [&str; 4] = ["a", "b", "c", "d"];
 
+/// A leg as indexes into `ACCOUNTS` and an amount in cents.
+type LegSpec = (usize, usize, i64);
+
 #[derive(Clone, Debug)]
 enum Step {
-    Transfer(Vec<(usize, usize, i64)>),
+    Transfer(Vec<LegSpec>),
     Hold(usize, usize, i64, bool),
     Capture(usize, Option<i64>),
     Void(usize),
@@ -46,7 +49,7 @@ fn money(cents: i64) -> Decimal {
     Decimal::new(cents, 2)
 }
 
-fn message(n: usize, first: (usize, usize, i64), more: Vec<Leg>, op: Operation) -> TransferMessage {
+fn message(n: usize, first: LegSpec, more: Vec<Leg>, op: Operation) -> TransferMessage {
     let t = TransferDraft {
         source_account_id: ACCOUNTS[first.0].into(),
         destination_account_id: ACCOUNTS[first.1].into(),
@@ -84,8 +87,8 @@ proptest! {
             now,
         );
         // What earlier batches placed and posted, for later steps to name.
-        let mut holds: Vec<(Uuid, (usize, usize, i64))> = Vec::new();
-        let mut posted: Vec<(Uuid, Vec<(usize, usize, i64)>)> = Vec::new();
+        let mut holds: Vec<(Uuid, LegSpec)> = Vec::new();
+        let mut posted: Vec<(Uuid, Vec<LegSpec>)> = Vec::new();
         let mut n = 0;
         for chunk in steps.chunks(batch) {
             let mut messages = Vec::new();
