@@ -116,7 +116,7 @@ async fn losing_redis_does_not_post_twice() {
     s.env.assert_invariants().await;
 }
 
-async fn flush_prefix(prefix: &str) {
+pub async fn flush_prefix(prefix: &str) {
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")

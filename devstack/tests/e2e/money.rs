@@ -642,6 +642,21 @@ async fn bulk_intake_answers_each_item_in_order() {
     );
     assert_eq!(s.drain().await, 0);
 
+    // Redis loses every key: the durable records still answer each item (the same body replays
+    // under its transaction id, another body is refused), and nothing posts twice.
+    crate::flows::flush_prefix(&s.env.clients.config.redis_key_prefix).await;
+    let mut changed = items.clone();
+    changed["items"][4] = item("b4", "alice", "bob", "4.50");
+    let after_loss = s.post_ok("/api/v1/transactions/bulk", &changed).await;
+    assert_eq!(after_loss["results"][0]["status"], "REPLAYED");
+    assert_eq!(
+        after_loss["results"][0]["transactionId"],
+        r["results"][0]["transactionId"]
+    );
+    assert_eq!(after_loss["results"][4]["code"], "idempotency_key_reused");
+    s.drain().await;
+    assert_eq!(s.balance("bob").await, "4.00");
+
     // Atomic: the items are legs of one transaction; the second leg fails, so neither posts.
     let atomic = json!({"atomic": true, "idempotencyKey": "atomic-1", "reference": "batch-7", "items": [
         {"transaction": {"source_account_id": "alice", "destination_account_id": "bob", "amount": "6.00"}},

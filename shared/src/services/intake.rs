@@ -19,7 +19,7 @@ use crate::clients::Clients;
 use crate::idempotency::{CacheError, Reservation, ReservationToken};
 use crate::queue::QueueError;
 use crate::store::StoreError;
-use crate::store::intake::{self as intake_store, Recorded};
+use crate::store::intake::{self as intake_store, NewRequest, Recorded};
 use crate::transfers::{Accepted, IdempotencyKey, Transfer, TransferMessage};
 
 #[derive(Debug)]
@@ -74,27 +74,66 @@ pub async fn accept(
     }
 }
 
-/// How many requests of one bulk call are reserved and recorded at once.
-const BULK_CONCURRENCY: usize = 16;
+/// How many items of one bulk call are reserved in Redis (and answered) at once.
+const BULK_CONCURRENCY: usize = 64;
 
 /// Accepts many transfers for `client_id`, each under its own key, with the same guarantees as
-/// [`accept`] item by item: reservations and records first (concurrently), then SQS batch sends
-/// (ten messages a call), then each item's answer. One result per item, in order. The caller
+/// [`accept`] item by item: the Redis reservations first (pipelined), then the durable records in
+/// one statement, then SQS batch sends (ten messages a call), then each item's answer. One result per item, in order. The caller
 /// makes sure no two items share a key.
 pub async fn accept_many(
     clients: &Clients,
     client_id: &str,
     items: Vec<(IdempotencyKey, Transfer)>,
 ) -> Vec<Result<Intake, IntakeError>> {
-    let mut prepared: Vec<Result<Prepared, IntakeError>> = Vec::with_capacity(items.len());
+    // 1. Reservations in Redis, a wave at a time (pipelined on one connection).
+    let mut reserved = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let wave: Vec<_> = items
             .by_ref()
             .take(BULK_CONCURRENCY)
-            .map(|(key, transfer)| prepare(clients, client_id, key, transfer))
+            .map(|(key, transfer)| reserve(clients, client_id, key, transfer))
             .collect();
-        prepared.extend(futures::future::join_all(wave).await);
+        reserved.extend(futures::future::join_all(wave).await);
+    }
+    // 2. The durable records of the reserved ones, in one statement.
+    let requests: Vec<NewRequest> = reserved
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Reserved::Ready(m, key, _)) => Some((
+                key.as_str(),
+                m.request_hash.as_str(),
+                m.transaction_id,
+                m.accepted_at,
+            )),
+            _ => None,
+        })
+        .collect();
+    let records = intake_store::record_many(&clients.db, client_id, &requests).await;
+    let mut records = match records {
+        Ok(r) => r.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => {
+            let detail = e.to_string();
+            requests
+                .iter()
+                .map(|_| Err(StoreError::Conflict(detail.clone())))
+                .collect()
+        }
+    }
+    .into_iter();
+    let mut prepared = Vec::with_capacity(reserved.len());
+    for r in reserved {
+        prepared.push(match r {
+            Err(e) => Err(e),
+            Ok(Reserved::Done(intake)) => Ok(Prepared::Done(intake)),
+            Ok(Reserved::Ready(message, key, token)) => {
+                let recorded = records
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::Conflict("no record answer".into())));
+                bind(clients, message, key, token, recorded).await
+            }
+        });
     }
     let to_send: Vec<&TransferMessage> = prepared
         .iter()
@@ -167,31 +206,64 @@ async fn prepare(
     key: IdempotencyKey,
     transfer: Transfer,
 ) -> Result<Prepared, IntakeError> {
-    let mut message = TransferMessage::new(client_id, &key, transfer);
-    let token = match clients
+    match reserve(clients, client_id, key, transfer).await? {
+        Reserved::Done(intake) => Ok(Prepared::Done(intake)),
+        Reserved::Ready(message, key, token) => {
+            let recorded = intake_store::record(
+                &clients.db,
+                client_id,
+                key.as_str(),
+                &message.request_hash,
+                message.transaction_id,
+                message.accepted_at,
+            )
+            .await;
+            bind(clients, message, key, token, recorded).await
+        }
+    }
+}
+
+/// What reserving a key in Redis found.
+enum Reserved {
+    /// Answered already: Redis replayed the original response.
+    Done(Intake),
+    /// The key is ours (or resumed): record it, then send.
+    Ready(TransferMessage, IdempotencyKey, ReservationToken),
+}
+
+async fn reserve(
+    clients: &Clients,
+    client_id: &str,
+    key: IdempotencyKey,
+    transfer: Transfer,
+) -> Result<Reserved, IntakeError> {
+    let message = TransferMessage::new(client_id, &key, transfer);
+    match clients
         .cache
         .reserve(client_id, key.as_str(), &message.request_hash)
         .await?
     {
-        Reservation::Reserved(token) | Reservation::Resume(token) => token,
+        Reservation::Reserved(token) | Reservation::Resume(token) => {
+            Ok(Reserved::Ready(message, key, token))
+        }
         Reservation::Replay(accepted) => {
             tracing::info!(idempotency_key = key.as_str(), "replayed accepted transfer");
-            return Ok(Prepared::Done(Intake::Replayed(accepted)));
+            Ok(Reserved::Done(Intake::Replayed(accepted)))
         }
-        Reservation::InProgress => return Err(IntakeError::InProgress),
-        Reservation::KeyReused => return Err(IntakeError::KeyReused),
-    };
+        Reservation::InProgress => Err(IntakeError::InProgress),
+        Reservation::KeyReused => Err(IntakeError::KeyReused),
+    }
+}
 
-    // The durable record: Redis may have lost an earlier acceptance of this key.
-    let recorded = intake_store::record(
-        &clients.db,
-        client_id,
-        key.as_str(),
-        &message.request_hash,
-        message.transaction_id,
-        message.accepted_at,
-    )
-    .await;
+/// Binds a reserved request to what the durable record found: Redis may have lost an earlier
+/// acceptance of this key.
+async fn bind(
+    clients: &Clients,
+    mut message: TransferMessage,
+    key: IdempotencyKey,
+    token: ReservationToken,
+    recorded: Result<Recorded, StoreError>,
+) -> Result<Prepared, IntakeError> {
     let first_time = match recorded {
         Ok(Recorded::New) => true,
         Ok(Recorded::Existing(prior)) if prior.request_hash == message.request_hash => {

@@ -155,3 +155,73 @@ pub async fn key_in_use(pool: &PgPool, client_id: &str, key: &str) -> Result<boo
         .await?;
     Ok(conn.query_one(&stmt, &[&client_id, &key]).await?.get(0))
 }
+
+// `RECORD` for many keys of one client in one statement: each key's earlier record (the ledger's
+// first), and the insert of the others. The keys are distinct (the caller makes sure).
+const RECORD_MANY: &str = "WITH input AS (
+         SELECT * FROM unnest($2::text[], $3::text[], $4::uuid[], $5::timestamptz[])
+             WITH ORDINALITY AS u(idempotency_key, request_hash, transaction_id, accepted_at, n)
+     ), prior AS (
+         SELECT DISTINCT ON (i.n) i.n, p.request_hash, p.transaction_id, p.accepted_at, p.recorded
+         FROM input i
+         JOIN LATERAL (
+             SELECT request_hash, id AS transaction_id, accepted_at, true AS recorded, 0 AS rank
+             FROM transactions WHERE client_id = $1 AND idempotency_key = i.idempotency_key
+             UNION ALL
+             SELECT request_hash, transaction_id, accepted_at, false, 1
+             FROM intake_requests WHERE client_id = $1 AND idempotency_key = i.idempotency_key
+         ) p ON true
+         ORDER BY i.n, p.rank
+     ), ins AS (
+         INSERT INTO intake_requests (client_id, idempotency_key, request_hash, transaction_id, accepted_at)
+         SELECT $1, i.idempotency_key, i.request_hash, i.transaction_id, i.accepted_at
+         FROM input i WHERE NOT EXISTS (SELECT 1 FROM prior p WHERE p.n = i.n)
+         ON CONFLICT (client_id, idempotency_key) DO NOTHING
+         RETURNING idempotency_key
+     )
+     SELECT i.n, EXISTS (SELECT 1 FROM ins WHERE ins.idempotency_key = i.idempotency_key),
+            p.request_hash, p.transaction_id, p.accepted_at, p.recorded
+     FROM input i LEFT JOIN prior p ON p.n = i.n
+     ORDER BY i.n";
+
+/// A request to record: (key, request hash, transaction id, accepted at).
+pub type NewRequest<'a> = (&'a str, &'a str, Uuid, DateTime<Utc>);
+
+/// [`record`] for many distinct keys of one client, in one statement; one answer per request, in
+/// order.
+pub async fn record_many(
+    pool: &PgPool,
+    client_id: &str,
+    requests: &[NewRequest<'_>],
+) -> Result<Vec<Recorded>, StoreError> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = requests.iter().map(|r| r.0).collect();
+    let hashes: Vec<&str> = requests.iter().map(|r| r.1).collect();
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.2).collect();
+    let times: Vec<DateTime<Utc>> = requests.iter().map(|r| r.3).collect();
+    let conn = pool.get().await?;
+    let stmt = conn.prepare_cached(RECORD_MANY).await?;
+    let rows = conn
+        .query(&stmt, &[&client_id, &keys, &hashes, &ids, &times])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            if row.get::<_, bool>(1) {
+                return Recorded::New;
+            }
+            match row.get::<_, Option<String>>(2) {
+                Some(request_hash) => Recorded::Existing(PriorRequest {
+                    request_hash,
+                    transaction_id: row.get(3),
+                    accepted_at: row.get(4),
+                    recorded: row.get(5),
+                    outcome_unknown: false,
+                }),
+                None => Recorded::Concurrent,
+            }
+        })
+        .collect())
+}
