@@ -101,11 +101,11 @@ pub async fn accept_many(
     let requests: Vec<NewRequest> = reserved
         .iter()
         .filter_map(|r| match r {
-            Ok(Reserved::Ready(m, key, _)) => Some((
-                key.as_str(),
-                m.request_hash.as_str(),
-                m.transaction_id,
-                m.accepted_at,
+            Ok(Reserved::Ready(ready)) => Some((
+                ready.1.as_str(),
+                ready.0.request_hash.as_str(),
+                ready.0.transaction_id,
+                ready.0.accepted_at,
             )),
             _ => None,
         })
@@ -127,7 +127,8 @@ pub async fn accept_many(
         prepared.push(match r {
             Err(e) => Err(e),
             Ok(Reserved::Done(intake)) => Ok(Prepared::Done(intake)),
-            Ok(Reserved::Ready(message, key, token)) => {
+            Ok(Reserved::Ready(ready)) => {
+                let (message, key, token) = *ready;
                 let recorded = records
                     .next()
                     .unwrap_or_else(|| Err(StoreError::Conflict("no record answer".into())));
@@ -208,7 +209,8 @@ async fn prepare(
 ) -> Result<Prepared, IntakeError> {
     match reserve(clients, client_id, key, transfer).await? {
         Reserved::Done(intake) => Ok(Prepared::Done(intake)),
-        Reserved::Ready(message, key, token) => {
+        Reserved::Ready(ready) => {
+            let (message, key, token) = *ready;
             let recorded = intake_store::record(
                 &clients.db,
                 client_id,
@@ -228,7 +230,7 @@ enum Reserved {
     /// Answered already: Redis replayed the original response.
     Done(Intake),
     /// The key is ours (or resumed): record it, then send.
-    Ready(TransferMessage, IdempotencyKey, ReservationToken),
+    Ready(Box<(TransferMessage, IdempotencyKey, ReservationToken)>),
 }
 
 async fn reserve(
@@ -244,7 +246,7 @@ async fn reserve(
         .await?
     {
         Reservation::Reserved(token) | Reservation::Resume(token) => {
-            Ok(Reserved::Ready(message, key, token))
+            Ok(Reserved::Ready(Box::new((message, key, token))))
         }
         Reservation::Replay(accepted) => {
             tracing::info!(idempotency_key = key.as_str(), "replayed accepted transfer");
