@@ -14,12 +14,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shared::services::intake::{self, Intake};
-use shared::transfers::{IdempotencyKey, LegInput, Transfer, TransferInput, status_path};
+use shared::transfers::{IdempotencyKey, LegInput, MAX_LEGS, Transfer, TransferInput, status_path};
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, parse_json};
 use crate::problem::{ApiResult, Problem};
-use crate::transactions::{SubmitBody, accepted_response_with, idempotency_key, source_currency};
+use crate::transactions::{SubmitBody, accepted_response_with, idempotency_key};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,7 +215,14 @@ async fn atomic(
     body: BulkBody,
 ) -> ApiResult<Response> {
     let key = idempotency_key(body.idempotency_key, headers)?;
-    let mut legs = Vec::with_capacity(body.items.len());
+    if body.items.len() > MAX_LEGS {
+        return Err(Problem::unprocessable(
+            "too_many_legs",
+            "items",
+            format!("an atomic bulk request is one transaction: at most {MAX_LEGS} items (legs)"),
+        ));
+    }
+    let mut transfers = Vec::with_capacity(body.items.len());
     for (i, raw) in body.items.iter().enumerate() {
         let at = |field: &str| format!("items[{i}].{field}");
         let item: SubmitBody = parse_json(raw.get().as_bytes()).map_err(|mut p| {
@@ -243,16 +250,40 @@ async fn atomic(
                 ));
             }
         }
-        let currency = match &t.currency {
-            Some(c) => Some(c.clone()),
-            None => source_currency(state, client, &t)
-                .await?
-                .map(|c| c.code().to_string()),
+        transfers.push(SubmitBody {
+            transaction: t,
+            idempotency_key: None,
+        });
+    }
+    // Without a currency, a leg is in its source account's currency (one query for all).
+    let parsed: Vec<Result<SubmitBody, Problem>> = transfers.into_iter().map(Ok).collect();
+    let currencies = source_currencies(state, client, &parsed).await?;
+    let mut legs = Vec::with_capacity(parsed.len());
+    for (i, item) in parsed.into_iter().enumerate() {
+        let t = item?.transaction;
+        let required = |value: Option<String>, field: &str| {
+            value.ok_or_else(|| {
+                Problem::unprocessable(
+                    "missing_field",
+                    &format!("items[{i}].transaction.{field}"),
+                    format!("missing field `{field}`"),
+                )
+            })
         };
+        let currency = t.currency.clone().or_else(|| {
+            let source = t.source_account_id.as_ref()?;
+            currencies.get(source).map(|c| c.code().to_string())
+        });
         legs.push(LegInput {
-            source_account_id: t.source_account_id.unwrap_or_default(),
-            destination_account_id: t.destination_account_id.unwrap_or_default(),
-            amount: t.amount,
+            source_account_id: required(t.source_account_id, "source_account_id")?,
+            destination_account_id: required(t.destination_account_id, "destination_account_id")?,
+            amount: Some(t.amount.ok_or_else(|| {
+                Problem::unprocessable(
+                    "missing_field",
+                    &format!("items[{i}].transaction.amount"),
+                    "missing field `amount`",
+                )
+            })?),
             currency,
         });
     }

@@ -151,12 +151,19 @@ pub(crate) fn record_json(r: &tx_store::TransactionRecord) -> Value {
                 "transactionId": x.transaction_id,
                 "idempotencyKey": x.idempotency_key,
                 "leg": x.leg,
-                "amount": money(x.amount),
+                "amount": format_amount(x.amount, &x.currency),
                 "postedAt": x.posted_at,
             })
         })
         .collect();
-    let refunded: Decimal = r.refunds.iter().map(|x| x.amount).sum();
+    // In the transaction's currency (its first leg's); a refund of a leg in another currency
+    // is in `refunds` with its own amount.
+    let refunded: Decimal = r
+        .refunds
+        .iter()
+        .filter(|x| x.currency == r.currency)
+        .map(|x| x.amount)
+        .sum();
     let mut body = json!({
         "idempotencyKey": r.idempotency_key,
         "status": r.status,
@@ -189,8 +196,8 @@ pub(crate) fn record_json(r: &tx_store::TransactionRecord) -> Value {
             .map(|e| {
                 json!({
                     "accountId": e.account_id,
-                    "amount": money(e.amount),
-                    "balanceAfter": money(e.balance_after),
+                    "amount": format_amount(e.amount, &e.currency),
+                    "balanceAfter": format_amount(e.balance_after, &e.currency),
                     "leg": e.leg,
                 })
             })

@@ -45,12 +45,22 @@ async fn handle_queued(clients: &Clients) -> anyhow::Result<Value> {
     let started = Instant::now();
     // Holds past their expiry release what they reserve (posting also does, for the accounts it
     // touches; this frees the others' `available` within a minute).
-    let expired_holds = shared::services::movement::expire_holds(clients).await?;
+    // A failure here must not stop the queued reconciliations: it is logged and counted, and the
+    // next minute tries again.
+    let (expired_holds, hold_errors) = match shared::services::movement::expire_holds(clients).await
+    {
+        Ok(n) => (n, 0),
+        Err(e) => {
+            tracing::error!(error = %e, "expiring holds failed; the next run retries");
+            (0, 1)
+        }
+    };
     let done =
         reconciliation::run_queued(&clients.db, &clients.config.reconcile, QUEUED_BUDGET).await?;
     let mut metrics = Metrics::new("reconciler");
     metrics.count("QueuedRuns", done.len() as u64);
     metrics.count("HoldExpiryAccounts", expired_holds);
+    metrics.count("HoldExpiryErrors", hold_errors);
     metrics.count(
         "QueuedRunsFailed",
         done.iter().filter(|d| d.error.is_some()).count() as u64,

@@ -75,8 +75,11 @@ pub struct TransactionRow<'a> {
     pub message: &'a TransferMessage,
     pub status: TransferStatus,
     pub failure_code: Option<FailureCode>,
-    /// The `amount` column: the first leg's amount as decided (a capture or refund of "what
-    /// remains" is decided at posting), or what a void released.
+    /// The source, destination and amount columns: the first leg as decided (a refund of "what
+    /// remains" skips legs with nothing left; a capture of it is decided at posting), or what a
+    /// void released.
+    pub source_account_id: String,
+    pub destination_account_id: String,
     pub amount: Decimal,
     /// The `legs` column: every leg (as decided, when posted) when there is more than one.
     pub legs: Option<Value>,
@@ -227,12 +230,13 @@ impl<'a> Batch<'a> {
             if !hold.expired_at(now) {
                 continue;
             }
-            let released = hold.remaining();
+            // Only under its source account's lock (the batch holds it), so pending stays exact.
+            let Some(account) = self.book.accounts.get_mut(&hold.source_account_id) else {
+                continue;
+            };
+            account.pending -= hold.remaining();
             hold.status = HoldStatus::Expired;
-            if let Some(account) = self.book.accounts.get_mut(&hold.source_account_id) {
-                account.pending -= released;
-                self.pending_touched.insert(hold.source_account_id.clone());
-            }
+            self.pending_touched.insert(hold.source_account_id.clone());
             self.changed_holds.insert(*id);
         }
     }
@@ -251,20 +255,28 @@ impl<'a> Batch<'a> {
             Decision::Post(decided) => {
                 self.post(m, &decided);
                 let legs = legs_json(m, Some(&decided));
-                self.record(m, TransferStatus::Completed, None, decided.amount, legs);
+                let first = match decided.postings.first() {
+                    Some(p) => (
+                        p.source_account_id.clone(),
+                        p.destination_account_id.clone(),
+                    ),
+                    None => first_leg(m),
+                };
+                self.record(
+                    m,
+                    TransferStatus::Completed,
+                    None,
+                    (first, decided.amount),
+                    legs,
+                );
                 Outcome::Posted {
                     transaction_id: m.transaction_id,
                 }
             }
             Decision::Reject(code) => {
                 let legs = legs_json(m, None);
-                self.record(
-                    m,
-                    TransferStatus::Failed,
-                    Some(code),
-                    m.transfer.amount,
-                    legs,
-                );
+                let first = (first_leg(m), m.transfer.amount);
+                self.record(m, TransferStatus::Failed, Some(code), first, legs);
                 Outcome::Rejected {
                     transaction_id: m.transaction_id,
                     code,
@@ -329,13 +341,15 @@ impl<'a> Batch<'a> {
         m: &'a TransferMessage,
         status: TransferStatus,
         failure_code: Option<FailureCode>,
-        amount: Decimal,
+        ((source_account_id, destination_account_id), amount): ((String, String), Decimal),
         legs: Option<Value>,
     ) {
         self.plan.transactions.push(TransactionRow {
             message: m,
             status,
             failure_code,
+            source_account_id,
+            destination_account_id,
             amount,
             legs,
         });
@@ -407,6 +421,15 @@ impl<'a> Batch<'a> {
             .collect();
         self.plan
     }
+}
+
+/// The message's first leg's accounts.
+fn first_leg(m: &TransferMessage) -> (String, String) {
+    let t = &m.transfer;
+    (
+        t.source_account_id.to_string(),
+        t.destination_account_id.to_string(),
+    )
 }
 
 /// The `legs` column of a transaction with more than one leg: each leg with its index, at the

@@ -162,7 +162,11 @@ impl Scratch<'_> {
                     decided.postings.push(posting);
                 }
             }
-            Operation::Hold { .. } => {
+            Operation::Hold { expires_at } => {
+                // A hold that expired while queued reserves nothing.
+                if *expires_at <= self.book.now {
+                    return Err(FailureCode::HoldExpired);
+                }
                 self.reserve(src, dst, t.amount, cur)?;
                 decided.hold = Some(HoldChange::Placed { amount: t.amount });
             }
@@ -212,6 +216,13 @@ impl Scratch<'_> {
         decided: &mut Decided,
     ) -> Result<(), FailureCode> {
         for (i, (leg, of_leg)) in legs.iter().zip(of_legs).enumerate() {
+            // The accounts first, so a refund paid by the leg's own source is `same_account`
+            // whatever remains of the leg.
+            self.pair(
+                leg.source_account_id.as_str(),
+                leg.destination_account_id.as_str(),
+                leg.currency.code(),
+            )?;
             let key = (of, *of_leg);
             let original = self
                 .book

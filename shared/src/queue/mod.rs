@@ -81,6 +81,31 @@ impl QueueError {
     }
 }
 
+/// Splits messages into calls of at most `per_call` and the calls into waves of at most `per_wave`
+/// that run at once, in order, so that no two calls of a wave share a message group: a group's
+/// messages are then queued in the order given (SQS keeps the order within one call).
+fn send_waves<'m>(
+    msgs: &'m [&'m TransferMessage],
+    per_call: usize,
+    per_wave: usize,
+) -> Vec<Vec<&'m [&'m TransferMessage]>> {
+    let mut waves: Vec<Vec<&[&TransferMessage]>> = Vec::new();
+    let mut groups = std::collections::HashSet::new();
+    for call in msgs.chunks(per_call) {
+        let call_groups: std::collections::HashSet<String> =
+            call.iter().map(|m| m.group_id()).collect();
+        let fits =
+            waves.last().is_some_and(|w| w.len() < per_wave) && groups.is_disjoint(&call_groups);
+        if !fits {
+            waves.push(Vec::new());
+            groups.clear();
+        }
+        groups.extend(call_groups);
+        waves.last_mut().expect("pushed above").push(call);
+    }
+    waves
+}
+
 /// The status code of a raw SDK response, for telling a refusal (4xx) from a failure (5xx).
 pub trait HttpStatus {
     fn status_code(&self) -> u16;
@@ -157,17 +182,19 @@ impl Queue {
     }
 
     /// Sends transfer messages with `SendMessageBatch`, ten a call, several calls at once; one
-    /// result per message, in order. A call that fails as a whole fails each of its messages the
-    /// same way (outcome unknown on a timeout or 5xx); an entry SQS reports failed was not sent.
+    /// result per message, in order. Two calls that share a message group never run at once (a
+    /// call waits for every earlier one of its groups), so a group's messages are queued in the
+    /// order given: one payer's items keep their order. A call that fails as a whole fails each of
+    /// its messages the same way (outcome unknown on a timeout or 5xx); an entry SQS reports failed
+    /// was not sent.
     #[tracing::instrument(name = "sqs.send_batch", level = "debug", skip_all)]
     pub async fn send_transfers(
         &self,
         msgs: &[&TransferMessage],
     ) -> Vec<Result<String, QueueError>> {
         let mut results = Vec::with_capacity(msgs.len());
-        // Eight calls at a time (80 messages).
-        for wave in msgs.chunks(80) {
-            let calls: Vec<_> = wave.chunks(10).map(|c| self.send_chunk(c)).collect();
+        for wave in send_waves(msgs, 10, 8) {
+            let calls: Vec<_> = wave.iter().map(|c| self.send_chunk(c)).collect();
             results.extend(futures::future::join_all(calls).await.into_iter().flatten());
         }
         results
@@ -359,5 +386,43 @@ impl Queue {
             .await
             .map_err(QueueError::from_sdk)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod send_order_tests {
+    use super::*;
+    use crate::transfers::{IdempotencyKey, TransferInput};
+
+    fn msg(key: usize, source: &str) -> TransferMessage {
+        let input: TransferInput = serde_json::from_value(serde_json::json!({
+            "source_account_id": source, "destination_account_id": "x", "amount": "1", "currency": "USD"
+        }))
+        .unwrap();
+        let t = input
+            .validate(None, rust_decimal::Decimal::from(10))
+            .unwrap();
+        TransferMessage::new(
+            "c",
+            &IdempotencyKey::parse(&format!("k{key}"), "k").unwrap(),
+            t,
+        )
+    }
+
+    #[test]
+    fn calls_sharing_a_group_never_run_at_once() {
+        // 30 messages from one payer: three calls, one after another.
+        let one: Vec<TransferMessage> = (0..30).map(|i| msg(i, "payer")).collect();
+        let refs: Vec<&TransferMessage> = one.iter().collect();
+        let waves = send_waves(&refs, 10, 8);
+        assert_eq!(waves.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        // 100 messages from 100 payers: ten calls, eight at once, then two.
+        let many: Vec<TransferMessage> = (0..100).map(|i| msg(i, &format!("p{i}"))).collect();
+        let refs: Vec<&TransferMessage> = many.iter().collect();
+        let waves = send_waves(&refs, 10, 8);
+        assert_eq!(waves.iter().map(Vec::len).collect::<Vec<_>>(), [8, 2]);
+        // Order is kept: flattening the waves gives the messages as given.
+        let flat: Vec<&TransferMessage> = waves.into_iter().flatten().flatten().copied().collect();
+        assert!(flat.iter().zip(&refs).all(|(a, b)| std::ptr::eq(*a, *b)));
     }
 }

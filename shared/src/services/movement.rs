@@ -157,9 +157,10 @@ pub async fn hold(
 /// accounts it touches). Returns on how many accounts it released holds.
 pub async fn expire_holds(clients: &Clients) -> Result<u64, StoreError> {
     let mut total = 0;
-    // Bounded: 100 rounds of 500 accounts per invocation; the next minute takes the rest.
-    for _ in 0..100 {
-        let n = holds::expire_due(&clients.db, Utc::now(), 500).await?;
+    // Bounded: 1,000 rounds of 50 accounts (one short transaction each) per invocation; the next
+    // minute takes the rest.
+    for _ in 0..1_000 {
+        let n = holds::expire_due(&clients.db, Utc::now(), 50).await?;
         total += n;
         if n == 0 {
             break;

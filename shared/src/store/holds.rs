@@ -161,22 +161,23 @@ pub async fn get(
     Ok(Some(hold))
 }
 
-/// Expires every ACTIVE hold past its expiry at `now`, up to `limit` source accounts per call:
-/// under the lock of each hold's source account (as posting takes it, in account order), the
-/// hold becomes EXPIRED (closed at its expiry) and the account's pending debits drop by what it
-/// still reserved. Returns on how many accounts it released holds; call again while it returns
-/// any.
+/// Expires the ACTIVE holds past their expiry at `now` of up to `limit` source accounts: under
+/// the lock of each hold's source account (in account order, as posting takes them), the hold
+/// becomes EXPIRED (closed at its expiry) and the account's pending debits drop by what it still
+/// reserved. An account another transaction holds (a posting batch, which expires its holds
+/// itself) is skipped, never waited for. Returns on how many accounts it released holds; call
+/// again while it returns any.
 pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let accounts: Vec<String> = tx
         .query(
             "SELECT b.account_id FROM account_balances b
-             WHERE b.account_id IN (SELECT DISTINCT source_account_id FROM holds
-                                    WHERE status = 'ACTIVE' AND expires_at <= $1
-                                    ORDER BY source_account_id LIMIT $2)
+             WHERE b.account_id IN (SELECT source_account_id FROM holds
+                                    WHERE status = 'ACTIVE' AND expires_at <= $1)
              ORDER BY b.account_id
-             FOR UPDATE OF b",
+             LIMIT $2
+             FOR UPDATE OF b SKIP LOCKED",
             &[&now, &limit],
         )
         .await?

@@ -25,18 +25,22 @@ const LOCK_ACCOUNTS: &str =
      ORDER BY b.account_id
      FOR UPDATE OF b";
 
-// The holds the batch's captures and voids name, and the active holds of its accounts that have
-// expired by the batch's time (released by this batch). Every hold is changed only under the lock
-// of its source account, which the batch already holds, so these row locks never wait on another
-// batch; they only keep the sweep's and this batch's updates apart.
-const LOCK_HOLDS: &str =
-    "SELECT id, client_id, source_account_id, destination_account_id, currency::text, amount,
-            captured, status, expires_at
-     FROM holds
-     WHERE id = ANY($1::uuid[])
-        OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
-     ORDER BY id
-     FOR UPDATE";
+// The batch's time, taken once its account locks are held (this statement runs after the lock
+// statement), and the holds the batch's captures and voids name and the active holds of its
+// accounts that have expired by then (released by this batch). Every hold is changed only under
+// the lock of its source account, which the batch already holds, so these row locks never wait on
+// another batch. One row with NULL hold columns when there is no hold.
+const LOCK_HOLDS: &str = "WITH batch AS (SELECT statement_timestamp() AS now)
+     SELECT b.now, h.id, h.client_id, h.source_account_id, h.destination_account_id,
+            h.currency::text, h.amount, h.captured, h.status, h.expires_at
+     FROM batch b
+     LEFT JOIN LATERAL (
+         SELECT * FROM holds
+         WHERE id = ANY($1::uuid[])
+            OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= b.now)
+         ORDER BY id
+         FOR UPDATE
+     ) h ON true";
 
 // The legs the batch's refunds reverse (credits of posted transfers and captures) with what
 // earlier refunds gave back. Read after the locks: every refund of a leg credits the leg's source,
@@ -236,8 +240,8 @@ impl<'a> Rows<'a> {
             rows.client.push(&m.client_id);
             rows.key.push(&m.idempotency_key);
             rows.hash.push(&m.request_hash);
-            rows.src.push(t.source_account_id.as_str());
-            rows.dst.push(t.destination_account_id.as_str());
+            rows.src.push(&row.source_account_id);
+            rows.dst.push(&row.destination_account_id);
             rows.amount.push(row.amount);
             rows.currency.push(t.currency.code());
             rows.reference.push(t.reference.as_deref());
@@ -451,14 +455,13 @@ async fn lock_and_read(
             _ => None,
         })
         .collect();
-    let now = Utc::now();
 
     // One round trip: BEGIN, the sorted lock statement, the holds, the lookup of already-recorded
     // keys (and the refunded legs) are pipelined in this order, so everything after the lock runs
     // once the locks are held and sees a concurrent delivery of the same message that committed
     // first.
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&hold_ids, &ids, &now];
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&hold_ids, &ids];
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
     let refundable = async {
         if originals.is_empty() {
@@ -467,7 +470,10 @@ async fn lock_and_read(
         let stmt = conn.prepare_cached(LOAD_REFUNDABLE).await?;
         conn.query(&stmt, &[&originals]).await
     };
+    // Biased: polled (so sent and awaited) in this order, and the first error in this order is
+    // the one returned; the later statements of an aborted transaction only say so (25P02).
     let (_, locked, holds, recorded, refundable) = tokio::try_join!(
+        biased;
         conn.batch_execute("BEGIN"),
         conn.query(lock_stmt, &lock_params),
         conn.query(holds_stmt, &holds_params),
@@ -475,6 +481,10 @@ async fn lock_and_read(
         refundable
     )?;
 
+    let now: DateTime<Utc> = holds
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::Decode("the batch's time".into()))?;
     let mut book = Book::of_accounts(HashMap::new(), now);
     for r in &locked {
         let account = LockedAccount {
@@ -487,19 +497,22 @@ async fn lock_and_read(
         book.accounts.insert(r.get(0), account);
     }
     for r in &holds {
-        let status: &str = r.get(7);
+        let Some(id) = r.get::<_, Option<Uuid>>(1) else {
+            continue;
+        };
+        let status: &str = r.get(8);
         let hold = HoldState {
-            client_id: r.get(1),
-            source_account_id: r.get(2),
-            destination_account_id: r.get(3),
-            currency: r.get(4),
-            amount: r.get(5),
-            captured: r.get(6),
+            client_id: r.get(2),
+            source_account_id: r.get(3),
+            destination_account_id: r.get(4),
+            currency: r.get(5),
+            amount: r.get(6),
+            captured: r.get(7),
             status: HoldStatus::parse(status)
                 .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
-            expires_at: r.get(8),
+            expires_at: r.get(9),
         };
-        book.holds.insert(r.get(0), hold);
+        book.holds.insert(id, hold);
     }
     for r in &refundable {
         let leg = RefundableLeg {
@@ -671,7 +684,9 @@ async fn write_plan(
         let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
         conn.execute(&stmt, &settle_params).await
     };
-    let (row, _, _) = tokio::try_join!(write, write_holds, settle_adjustments)?;
+    // Biased: the write's own error wins over the "transaction aborted" (25P02) of the
+    // statements pipelined behind it, so a refused content (22/23) is seen as such.
+    let (row, _, _) = tokio::try_join!(biased; write, write_holds, settle_adjustments)?;
     let written: i64 = row.get(0);
     if written != rows.tx_id.len() as i64 {
         // A concurrent delivery recorded one of these keys between our lookup and our write

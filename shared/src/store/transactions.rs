@@ -32,6 +32,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for TransferStatus {
 pub struct EntryRecord {
     pub leg: i16,
     pub account_id: String,
+    pub currency: String,
     /// Signed: debit < 0 < credit.
     pub amount: Decimal,
     pub balance_after: Decimal,
@@ -44,6 +45,7 @@ pub struct RefundRecord {
     pub idempotency_key: String,
     pub leg: i16,
     pub amount: Decimal,
+    pub currency: String,
     pub posted_at: DateTime<Utc>,
 }
 
@@ -81,11 +83,15 @@ const RECORD_COLUMNS: &str = "t.id, t.client_id, t.idempotency_key, t.kind, t.so
     t.destination_account_id, t.amount, t.currency::text AS currency, t.legs, t.reference,
     t.description, t.metadata, t.status, t.failure_code, t.accepted_at, t.posted_at,
     t.effective_at, t.parent_id,
-    coalesce((SELECT jsonb_agg(jsonb_build_array(e.leg, e.account_id, e.amount::text, e.balance_after::text)
+    coalesce((SELECT jsonb_agg(jsonb_build_array(e.leg, e.account_id, e.amount::text, e.balance_after::text,
+                                                 e.currency::text)
                                ORDER BY e.leg, e.amount)
               FROM ledger_entries e WHERE e.transaction_id = t.id), '[]') AS entries,
     coalesce((SELECT jsonb_agg(jsonb_build_array(r.refund_id, rt.idempotency_key, r.original_leg,
-                                                 r.amount::text, rt.posted_at)
+                                                 r.amount::text, rt.posted_at,
+                                                 (SELECT e.currency::text FROM ledger_entries e
+                                                  WHERE e.transaction_id = r.refund_id
+                                                    AND e.leg = r.leg AND e.amount > 0))
                                ORDER BY rt.posted_at, r.refund_id, r.leg)
               FROM refunds r JOIN transactions rt ON rt.id = r.refund_id
               WHERE r.original_id = t.id), '[]') AS refunds";
@@ -152,6 +158,10 @@ fn record(r: &tokio_postgres::Row) -> Result<TransactionRecord, StoreError> {
                     .to_string(),
                 amount: decimal(&e[2])?,
                 balance_after: decimal(&e[3])?,
+                currency: e[4]
+                    .as_str()
+                    .ok_or_else(|| bad("entry currency"))?
+                    .to_string(),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -169,6 +179,10 @@ fn record(r: &tokio_postgres::Row) -> Result<TransactionRecord, StoreError> {
                 leg: x[2].as_i64().ok_or_else(|| bad("refund leg"))? as i16,
                 amount: decimal(&x[3])?,
                 posted_at: serde_json::from_value(x[4].clone()).map_err(|_| bad("refund time"))?,
+                currency: x[5]
+                    .as_str()
+                    .ok_or_else(|| bad("refund currency"))?
+                    .to_string(),
             })
         })
         .collect::<Result<_, StoreError>>()?;

@@ -68,6 +68,17 @@ pub fn refund_legs(
         })?],
         None => originals.iter().collect(),
     };
+    if let Some(funding) = &request.funding_account
+        && selected
+            .iter()
+            .any(|o| &o.posted.source_account_id == funding)
+    {
+        return Err(RefundRefusal::Invalid(ValidationError::new(
+            "invalid_field",
+            "fundingAccountId",
+            "the funding account is the source of a refunded leg: the refund would pay itself",
+        )));
+    }
     let reverse = |o: &OriginalLeg, amount: Decimal| Leg {
         source_account_id: request
             .funding_account
@@ -211,6 +222,14 @@ mod tests {
                 remaining: true
             }
         );
+        let itself = RefundRequest {
+            funding_account: Some(AccountId::parse("customer", "f").unwrap()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            refund_legs(of, &card, &itself, MAX).unwrap_err(),
+            RefundRefusal::Invalid(e) if e.field == "fundingAccountId"
+        ));
         let done = [leg(0, "customer", "merchant", "97.00", "97.00")];
         assert_eq!(
             refund_legs(of, &done, &RefundRequest::default(), MAX).unwrap_err(),

@@ -443,3 +443,42 @@ fn refunds_are_bounded_by_what_remains_of_each_leg() {
         Decision::Reject(FailureCode::InsufficientFunds)
     );
 }
+
+#[test]
+fn a_refund_paid_by_the_legs_own_source_and_a_hold_expired_in_the_queue_are_refused() {
+    let mut b = book();
+    let original = Uuid::from_u128(1);
+    b.refundable.insert(
+        (original, 0),
+        RefundableLeg {
+            client_id: "c1".into(),
+            source_account_id: "alice".into(),
+            amount: d("40.00"),
+            currency: "USD".into(),
+            refunded: d("40.00"),
+        },
+    );
+    // Nothing remains of the leg, but the accounts are wrong first: same_account, never a
+    // transaction row with source = destination.
+    let itself = op_msg(
+        "r",
+        "alice",
+        "alice",
+        "40",
+        Operation::Refund {
+            of: original,
+            of_legs: vec![0],
+            remaining: true,
+        },
+    );
+    assert_eq!(
+        decide(&itself, &mut b),
+        Decision::Reject(FailureCode::SameAccount)
+    );
+    let late = hold_msg("h", "alice", "bob", "10", now() - Duration::seconds(1));
+    assert_eq!(
+        decide(&late, &mut b),
+        Decision::Reject(FailureCode::HoldExpired)
+    );
+    assert_eq!(b.accounts["alice"].pending, Decimal::ZERO);
+}
