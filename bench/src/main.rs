@@ -3,6 +3,8 @@
 //!
 //!   bench posting   processor throughput: uniform (1, 2, 4 invocations), hot accounts, naive baseline
 //!   bench intake    API intake latency (Redis reservation + SQS send), each round trip measured
+//!   bench movement  money movement: multi-leg, hold + capture and refund posting vs a simple
+//!                   transfer; bulk intake (500-item requests) vs the same items one by one
 //!   bench startup   release binary sizes and time from process start to ready-for-first-event
 //!   bench reconcile 1,000,000 statement lines against 1,000,000 transfers, end to end, vs naive
 //!   bench all       all of the above (default)
@@ -13,6 +15,7 @@
 
 mod evidence;
 mod intake;
+mod movement;
 mod naive;
 mod posting;
 mod probe;
@@ -55,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
     if matches!(command.as_str(), "all" | "intake") {
         intake::run(&mut report, scale).await?;
     }
+    if matches!(command.as_str(), "all" | "movement") {
+        movement::run(&mut report, scale).await?;
+    }
     if matches!(command.as_str(), "all" | "startup") {
         startup::run(&mut report).await?;
     }
@@ -63,10 +69,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if !matches!(
         command.as_str(),
-        "all" | "posting" | "intake" | "startup" | "reconcile"
+        "all" | "posting" | "intake" | "movement" | "startup" | "reconcile"
     ) {
         anyhow::bail!(
-            "unknown command {command:?}: use posting, intake, startup, reconcile or all"
+            "unknown command {command:?}: use posting, intake, movement, startup, reconcile or all"
         );
     }
     report.print();

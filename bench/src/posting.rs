@@ -24,8 +24,8 @@ use crate::naive;
 use crate::report::{Report, quantile, sorted};
 
 pub const CLIENT: &str = "bench";
-const ACCOUNTS: usize = 10_000;
-const BATCH: usize = 10;
+pub const ACCOUNTS: usize = 10_000;
+pub const BATCH: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -71,7 +71,7 @@ impl Outcome {
     }
 }
 
-fn account(i: usize) -> String {
+pub fn account(i: usize) -> String {
     format!("acct-{i:05}")
 }
 
@@ -168,7 +168,7 @@ pub async fn fresh_database() -> anyhow::Result<String> {
 /// A ledger in use, not a brand-new one: 5,000 earlier transfers through the processor, then
 /// ANALYZE, so the planner knows the tables' sizes (a freshly created, empty table makes it pick
 /// sequential scans that stay cached in prepared statements until autovacuum analyzes the table).
-async fn warm_up(url: &str, seed: u64) -> anyhow::Result<()> {
+pub async fn warm_up(url: &str, seed: u64) -> anyhow::Result<()> {
     let clients = worker_clients(url).await?;
     for (i, batch) in transfers(Shape::Uniform, 5_000, seed + 1_000_000)
         .chunks(BATCH)
@@ -296,7 +296,7 @@ pub async fn scenario(
     })
 }
 
-async fn join_spawned<F>(futures: Vec<F>) -> Vec<F::Output>
+pub async fn join_spawned<F>(futures: Vec<F>) -> Vec<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
