@@ -60,8 +60,9 @@ sam-build:
 invoke-events:
 	./devstack/scripts/invoke-events.sh
 
-## Benchmarks (release build): posting, intake, binary size and start-up, reconciliation at 1M lines.
-## BENCH=posting|intake|startup|reconcile|all, BENCH_ARGS="--scale 0.1 --json bench.json"
+## Benchmarks (release build): posting, intake, money movement (legs, holds, refunds, bulk intake),
+## binary size and start-up, reconciliation at 1M lines.
+## BENCH=posting|intake|movement|startup|reconcile|all, BENCH_ARGS="--scale 0.1 --json bench.json"
 BENCH ?= all
 bench: services
 	cargo build --release --bins -p api -p processor -p reconciler -p migrator -p bench

@@ -71,6 +71,10 @@ CREATE INDEX holds_expiry_idx ON holds (expires_at) WHERE status = 'ACTIVE';
 -- An account's holds, newest first (GET /accounts/{id}/holds, keyset on (created_at, id)).
 CREATE INDEX holds_account_idx ON holds (source_account_id, created_at, id);
 GRANT SELECT, INSERT ON holds TO ledger_app;
+-- Posting reads holds and refunds by index in every batch that names one. Statistics taken while
+-- a table was empty make the planner scan it instead (measured: 10,000 refunds read 50M rows of a
+-- new refunds table); analyze these two after every 500 changed rows, whatever their size.
+ALTER TABLE holds SET (autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 500);
 GRANT UPDATE (captured, status, closed_at) ON holds TO ledger_app;
 
 -- 5. Refunds: how much of each leg of an original each refund gave back. The bound (refunded <=
@@ -86,6 +90,7 @@ CREATE TABLE refunds (
 );
 CREATE INDEX refunds_original_idx ON refunds (original_id, original_leg);
 GRANT SELECT, INSERT ON refunds TO ledger_app;
+ALTER TABLE refunds SET (autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 500);
 CREATE TRIGGER refunds_append_only
     BEFORE UPDATE OR DELETE ON refunds
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
