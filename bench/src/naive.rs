@@ -48,7 +48,7 @@ pub async fn post(
         .prepare_cached(
             "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after,
                  effective_at, posted_at)
-             VALUES ($1, $2, $3, $4, $5, clock_timestamp(), clock_timestamp())",
+             SELECT $1, $2, $3, $4, $5, t.at, t.at FROM (SELECT clock_timestamp() AS at) t",
         )
         .await?;
     let update_balance = tx

@@ -37,9 +37,14 @@ ALTER TABLE ledger_entries ALTER COLUMN effective_at SET DEFAULT now();
 CREATE UNIQUE INDEX ledger_entries_one_per_leg_side
     ON ledger_entries (transaction_id, leg, (amount > 0));
 DROP INDEX ledger_entries_one_per_side;
--- Balance as of a value date (sum of the account's entries effective by then, an index-only scan)
--- and the reconciliation's window, which books entries on their value date.
-CREATE INDEX ledger_entries_effective_idx ON ledger_entries (account_id, effective_at) INCLUDE (amount);
+-- Entries with a value date other than when they posted (a request's effectiveAt), by account and
+-- value date. Only those: every other entry takes effect when it posts (effective_at = posted_at
+-- exactly, the same statement_timestamp()), and ledger_entries_account_idx already finds those by
+-- time, so the posting of an ordinary entry maintains no extra index. Balance as of a value date
+-- is the running balance by posting time corrected by these entries; the reconciliation's window
+-- is the ordinary entries by posting time plus these by value date.
+CREATE INDEX ledger_entries_dated_idx ON ledger_entries (account_id, effective_at)
+    INCLUDE (amount, posted_at) WHERE effective_at <> posted_at;
 
 -- 3. Pending debits: the sum of what the account's active holds still reserve. available =
 --    balance - pending; overdraft limits apply to available. Updated by posting, in the batch.

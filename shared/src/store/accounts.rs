@@ -139,6 +139,10 @@ pub async fn get(pool: &PgPool, client_id: &str, id: &str) -> Result<Option<Acco
 
 /// The balance as of `as_of` by value date: the sum of the account's entries whose effective time
 /// is at or before it (a backdated posting counts from its effective date, whenever it posted).
+/// Computed as the running balance after the last entry posted by then, less the value-dated
+/// entries posted by then that take effect later, plus those posted later that took effect by
+/// then: three index lookups, whatever the account's history (`ledger_entries_dated_idx` holds the
+/// value-dated entries only).
 pub async fn balance_as_of(
     pool: &PgPool,
     account_id: &str,
@@ -147,8 +151,15 @@ pub async fn balance_as_of(
     let conn = pool.get().await?;
     let stmt = conn
         .prepare_cached(
-            "SELECT coalesce(sum(amount), 0) FROM ledger_entries
-             WHERE account_id = $1 AND effective_at <= $2",
+            "SELECT coalesce((SELECT balance_after FROM ledger_entries
+                              WHERE account_id = $1 AND posted_at <= $2
+                              ORDER BY posted_at DESC, id DESC LIMIT 1), 0)
+                  - coalesce((SELECT sum(amount) FROM ledger_entries
+                              WHERE account_id = $1 AND effective_at <> posted_at
+                                AND effective_at > $2 AND posted_at <= $2), 0)
+                  + coalesce((SELECT sum(amount) FROM ledger_entries
+                              WHERE account_id = $1 AND effective_at <> posted_at
+                                AND effective_at <= $2 AND posted_at > $2), 0)",
         )
         .await?;
     Ok(conn.query_one(&stmt, &[&account_id, &as_of]).await?.get(0))

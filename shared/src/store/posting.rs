@@ -25,22 +25,19 @@ const LOCK_ACCOUNTS: &str =
      ORDER BY b.account_id
      FOR UPDATE OF b";
 
-// The batch's time, taken once its account locks are held (this statement runs after the lock
-// statement), and the holds the batch's captures and voids name and the active holds of its
-// accounts that have expired by then (released by this batch). Every hold is changed only under
-// the lock of its source account, which the batch already holds, so these row locks never wait on
-// another batch. One row with NULL hold columns when there is no hold.
-const LOCK_HOLDS: &str = "WITH batch AS (SELECT statement_timestamp() AS now)
-     SELECT b.now, h.id, h.client_id, h.source_account_id, h.destination_account_id,
-            h.currency::text, h.amount, h.captured, h.status, h.expires_at
-     FROM batch b
-     LEFT JOIN LATERAL (
-         SELECT * FROM holds
-         WHERE id = ANY($1::uuid[])
-            OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= b.now)
-         ORDER BY id
-         FOR UPDATE
-     ) h ON true";
+// The holds the batch's captures and voids name, and the active holds of its accounts that have
+// expired by the batch's time (released by this batch). Run only when the batch names a hold or
+// one of its accounts has pending debits (no other account has an active hold), after the account
+// locks. Every hold is changed only under the lock of its source account, which the batch already
+// holds, so these row locks never wait on another batch.
+const LOCK_HOLDS: &str =
+    "SELECT id, client_id, source_account_id, destination_account_id, currency::text, amount,
+            captured, status, expires_at
+     FROM holds
+     WHERE id = ANY($1::uuid[])
+        OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
+     ORDER BY id
+     FOR UPDATE";
 
 // The legs the batch's refunds reverse (credits of posted transfers and captures) with what
 // earlier refunds gave back. Read after the locks: every refund of a leg credits the leg's source,
@@ -422,9 +419,10 @@ async fn post_in_transaction(
     Ok(plan.outcomes)
 }
 
-/// Begins the transaction, locks every account the batch names, then the holds it acts on (and
-/// the expired ones of its accounts), and reads the keys already recorded and the legs its refunds
-/// reverse, as the book the ledger decides against.
+/// Begins the transaction, locks every account the batch names, reads the keys already recorded
+/// and the legs its refunds reverse (one round trip), then, only when the batch names a hold or
+/// one of its accounts has pending debits, locks the holds it acts on and the expired ones of its
+/// accounts (a second round trip). Returns the book the ledger decides against.
 async fn lock_and_read(
     conn: &deadpool_postgres::Object,
     [lock_stmt, find_stmt, holds_stmt]: [&tokio_postgres::Statement; 3],
@@ -456,12 +454,11 @@ async fn lock_and_read(
         })
         .collect();
 
-    // One round trip: BEGIN, the sorted lock statement, the holds, the lookup of already-recorded
-    // keys (and the refunded legs) are pipelined in this order, so everything after the lock runs
-    // once the locks are held and sees a concurrent delivery of the same message that committed
-    // first.
+    // One round trip: BEGIN, the sorted lock statement, the lookup of already-recorded keys (and
+    // the refunded legs) are pipelined in this order, so the lookups run after the locks are held
+    // and see a concurrent delivery of the same message that committed first. Biased: polled (so
+    // sent) in this order, and the first error in this order is the one returned.
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&hold_ids, &ids];
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
     let refundable = async {
         if originals.is_empty() {
@@ -470,22 +467,15 @@ async fn lock_and_read(
         let stmt = conn.prepare_cached(LOAD_REFUNDABLE).await?;
         conn.query(&stmt, &[&originals]).await
     };
-    // Biased: polled (so sent and awaited) in this order, and the first error in this order is
-    // the one returned; the later statements of an aborted transaction only say so (25P02).
-    let (_, locked, holds, recorded, refundable) = tokio::try_join!(
+    let (_, locked, recorded, refundable) = tokio::try_join!(
         biased;
         conn.batch_execute("BEGIN"),
         conn.query(lock_stmt, &lock_params),
-        conn.query(holds_stmt, &holds_params),
         conn.query(find_stmt, &find_params),
         refundable
     )?;
-
-    let now: DateTime<Utc> = holds
-        .first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| StoreError::Decode("the batch's time".into()))?;
-    let mut book = Book::of_accounts(HashMap::new(), now);
+    // The batch's time: taken once its locks are held.
+    let mut book = Book::of_accounts(HashMap::new(), Utc::now());
     for r in &locked {
         let account = LockedAccount {
             owner_client_id: r.get(1),
@@ -496,23 +486,32 @@ async fn lock_and_read(
         };
         book.accounts.insert(r.get(0), account);
     }
-    for r in &holds {
-        let Some(id) = r.get::<_, Option<Uuid>>(1) else {
-            continue;
-        };
-        let status: &str = r.get(8);
-        let hold = HoldState {
-            client_id: r.get(2),
-            source_account_id: r.get(3),
-            destination_account_id: r.get(4),
-            currency: r.get(5),
-            amount: r.get(6),
-            captured: r.get(7),
-            status: HoldStatus::parse(status)
-                .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
-            expires_at: r.get(9),
-        };
-        book.holds.insert(id, hold);
+    // Only an account with pending debits has active holds (pending is their sum).
+    let holding: Vec<&str> = book
+        .accounts
+        .iter()
+        .filter(|(_, a)| a.pending > Decimal::ZERO)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !hold_ids.is_empty() || !holding.is_empty() {
+        let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&hold_ids, &holding, &book.now];
+        let holds = conn.query(holds_stmt, &holds_params).await?;
+        for r in &holds {
+            let status: &str = r.get(7);
+            let hold = HoldState {
+                client_id: r.get(1),
+                source_account_id: r.get(2),
+                destination_account_id: r.get(3),
+                currency: r.get(4),
+                amount: r.get(5),
+                captured: r.get(6),
+                status: HoldStatus::parse(status)
+                    .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
+                expires_at: r.get(8),
+            };
+            book.holds.insert(r.get(0), hold);
+        }
     }
     for r in &refundable {
         let leg = RefundableLeg {

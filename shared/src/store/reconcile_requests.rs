@@ -84,8 +84,12 @@ pub async fn window_size(
                      WHERE account_id = $1 AND booked_on BETWEEN $2 AND $3)
                   + (SELECT count(*) FROM ledger_entries
                      WHERE account_id = $1
-                       AND effective_at >= $2::date::timestamptz
-                       AND effective_at < ($3::date + 1)::timestamptz)",
+                       AND ((posted_at >= $2::date::timestamptz
+                             AND posted_at < ($3::date + 1)::timestamptz
+                             AND effective_at = posted_at)
+                            OR (effective_at <> posted_at
+                                AND effective_at >= $2::date::timestamptz
+                                AND effective_at < ($3::date + 1)::timestamptz)))",
             &[&account_id, &from, &to],
         )
         .await?;

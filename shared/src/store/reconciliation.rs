@@ -81,16 +81,23 @@ pub async fn load_ledger_items(
         "COPY (SELECT e.transaction_id, sum(e.amount), min(e.currency::text),
                       (min(e.effective_at) AT TIME ZONE 'UTC')::date, min(t.reference)
                FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
-               WHERE e.account_id = {}
-                 AND e.effective_at >= ({}::date)::timestamp AT TIME ZONE 'UTC'
-                 AND e.effective_at < ({}::date + 1)::timestamp AT TIME ZONE 'UTC'
+               WHERE e.account_id = {account}
+                 AND ((e.posted_at >= {from} AND e.posted_at < {to} AND e.effective_at = e.posted_at)
+                      OR (e.effective_at <> e.posted_at
+                          AND e.effective_at >= {from} AND e.effective_at < {to}))
                  AND t.adjusts_discrepancy_id IS NULL
                GROUP BY e.transaction_id, e.currency
                HAVING sum(e.amount) <> 0)
          TO STDOUT (FORMAT binary)",
-        literal(account_id),
-        literal(&from.format("%Y-%m-%d").to_string()),
-        literal(&to.format("%Y-%m-%d").to_string())
+        account = literal(account_id),
+        from = format_args!(
+            "({}::date)::timestamp AT TIME ZONE 'UTC'",
+            literal(&from.format("%Y-%m-%d").to_string())
+        ),
+        to = format_args!(
+            "({}::date + 1)::timestamp AT TIME ZONE 'UTC'",
+            literal(&to.format("%Y-%m-%d").to_string())
+        ),
     );
     copy_out_rows(
         &conn,
