@@ -214,3 +214,56 @@ async fn redis_unavailable_is_503_and_nothing_is_enqueued() {
     );
     assert_eq!(app.queue_depth().await, 0);
 }
+
+#[tokio::test]
+async fn bulk_items_survive_an_unreachable_queue_and_a_refusing_one() {
+    let app = TestApp::spawn().await;
+    let c = &app.env.clients;
+    let items = json!({"items": [
+        transfer("bulk-down-1", "alice", "bob", "1.00"),
+        transfer("bulk-down-2", "alice", "bob", "2.00"),
+    ]});
+    // Unreachable: each item's outcome is unknown, its reservation and record are kept.
+    let broken = Clients {
+        queue: Queue::new(
+            queue::local_client("http://127.0.0.1:9").await,
+            c.queue.url().to_string(),
+            None,
+        ),
+        ..c.clone()
+    };
+    let res = app
+        .api_with(broken)
+        .post("/api/v1/transactions/bulk", &items)
+        .await;
+    let body = res.assert_status(StatusCode::ACCEPTED);
+    let codes: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["outcome_unknown", "outcome_unknown"]);
+    // The same request once SQS is back: both accepted (a retry of the same requests), once each.
+    let retry = app.api.post("/api/v1/transactions/bulk", &items).await;
+    let body = retry.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(body["rejected"], 0, "{body}");
+    assert_eq!(app.queue_depth().await, 2);
+
+    // A queue that refuses outright: nothing is queued and the keys are free again.
+    let missing = format!("{}-gone.fifo", c.queue.url().trim_end_matches(".fifo"));
+    let refusing = Clients {
+        queue: c.queue.for_url(missing),
+        ..c.clone()
+    };
+    let fresh = json!({"items": [transfer("bulk-refused", "alice", "bob", "3.00")]});
+    let res = app
+        .api_with(refusing)
+        .post("/api/v1/transactions/bulk", &fresh)
+        .await;
+    let body = res.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(body["results"][0]["code"], "service_unavailable");
+    let again = app.api.post("/api/v1/transactions/bulk", &fresh).await;
+    assert_eq!(again.assert_status(StatusCode::ACCEPTED)["accepted"], 1);
+    assert_eq!(app.queue_depth().await, 3);
+}
