@@ -20,6 +20,7 @@ use crate::report::{Report, quantile, sorted};
 
 static REDIS_NS: AtomicU64 = AtomicU64::new(0);
 static SQS_NS: AtomicU64 = AtomicU64::new(0);
+static PG_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Adds the lifetime of every `redis.*` and `sqs.*` span to the counters above.
 struct ServiceTime;
@@ -44,6 +45,8 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ServiceTime {
             REDIS_NS.fetch_add(ns, Ordering::Relaxed);
         } else if name.starts_with("sqs.") {
             SQS_NS.fetch_add(ns, Ordering::Relaxed);
+        } else if name.starts_with("postgres.") {
+            PG_NS.fetch_add(ns, Ordering::Relaxed);
         }
     }
 }
@@ -53,7 +56,9 @@ pub fn time_service_spans() {
     let _ = tracing_subscriber::registry()
         .with(
             ServiceTime.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                m.name().starts_with("redis.") || m.name().starts_with("sqs.")
+                m.name().starts_with("redis.")
+                    || m.name().starts_with("sqs.")
+                    || m.name().starts_with("postgres.")
             })),
         )
         .try_init();
@@ -63,6 +68,12 @@ pub fn time_service_spans() {
 pub fn reset_service_time() {
     REDIS_NS.store(0, Ordering::Relaxed);
     SQS_NS.store(0, Ordering::Relaxed);
+    PG_NS.store(0, Ordering::Relaxed);
+}
+
+/// Milliseconds inside `postgres.*` spans (the durable intake record) since the last reset.
+pub fn postgres_time_ms() -> f64 {
+    PG_NS.load(Ordering::Relaxed) as f64 / 1e6
 }
 
 /// Milliseconds inside (`redis.*`, `sqs.*`) spans since the last reset. Spans that overlap (a bulk
@@ -82,8 +93,8 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
     );
     let env = TestEnv::new().await;
     let router = api::router(env.clients.clone());
-    let (mut total, mut redis, mut sqs, mut ours) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut total, mut redis, mut sqs, mut pg, mut ours) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let warmup = 5;
     for i in 0..n + warmup {
         let body = serde_json::json!({
@@ -109,21 +120,30 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
             String::from_utf8_lossy(&bytes)
         );
         let (r, s) = service_time_ms();
+        let p = postgres_time_ms();
         if i >= warmup {
             total.push(elapsed);
             redis.push(r);
             sqs.push(s);
-            ours.push(elapsed - r - s);
+            pg.push(p);
+            ours.push(elapsed - r - s - p);
         }
     }
-    let (total, redis, sqs, ours) = (sorted(total), sorted(redis), sorted(sqs), sorted(ours));
+    let (total, redis, sqs, pg, ours) = (
+        sorted(total),
+        sorted(redis),
+        sorted(sqs),
+        sorted(pg),
+        sorted(ours),
+    );
     let section = report.section(
-        "intake (POST /transactions in-process: Redis reservation + SQS send + Redis confirm)",
+        "intake (POST /transactions in-process: Redis reservation + PostgreSQL intake record + SQS send + Redis confirm)",
         &["measure", "p50 ms", "p99 ms", "max ms"],
     );
     for (name, v) in [
         ("whole request", &total),
         ("Redis round trips (2 per request)", &redis),
+        ("PostgreSQL intake record (1 statement)", &pg),
         ("SQS SendMessage (moto)", &sqs),
         ("our own overhead", &ours),
     ] {
@@ -135,7 +155,7 @@ pub async fn run(report: &mut Report, scale: f64) -> anyhow::Result<()> {
         ]);
     }
     section.note(format!(
-        "{n} sequential requests after {warmup} warm-up; overhead = whole request minus the time inside the redis.* and sqs.* spans of the same request"
+        "{n} sequential requests after {warmup} warm-up; overhead = whole request minus the time inside the redis.*, postgres.* and sqs.* spans of the same request"
     ));
     section.note("moto's SendMessage is far slower than SQS's (and grows with queue length); it dominates the whole-request figure here");
     Ok(())

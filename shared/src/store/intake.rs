@@ -49,6 +49,7 @@ const RECORD: &str = "WITH prior AS (
      LEFT JOIN (SELECT * FROM prior ORDER BY rank LIMIT 1) AS p ON true";
 
 /// Records that `(client_id, key)` is accepted for this request, unless the key already holds one.
+#[tracing::instrument(name = "postgres.intake_record", level = "debug", skip_all)]
 pub async fn record(
     pool: &PgPool,
     client_id: &str,
@@ -189,6 +190,7 @@ pub type NewRequest<'a> = (&'a str, &'a str, Uuid, DateTime<Utc>);
 
 /// [`record`] for many distinct keys of one client, in one statement; one answer per request, in
 /// order.
+#[tracing::instrument(name = "postgres.intake_record_many", level = "debug", skip_all)]
 pub async fn record_many(
     pool: &PgPool,
     client_id: &str,
