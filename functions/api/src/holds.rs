@@ -79,15 +79,8 @@ pub async fn create(
     intake_response(movement::hold(&state, &client, &key, transfer).await)
 }
 
-fn hold_not_found() -> Problem {
-    Problem::not_found(
-        "hold_not_found",
-        "no hold with this id (for this client); a hold still queued is not found until it posts",
-    )
-}
-
 fn hold_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| hold_not_found())
+    Uuid::parse_str(id).map_err(|_| Problem::hold_not_found())
 }
 
 pub async fn get(
@@ -97,7 +90,7 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     let hold = holds::get(&state.db, &client, hold_id(&id)?)
         .await?
-        .ok_or_else(hold_not_found)?;
+        .ok_or_else(Problem::hold_not_found)?;
     Ok(Json(hold_json(&hold.seen_at(Utc::now()))))
 }
 
@@ -153,7 +146,7 @@ pub async fn list(
 
 /// A hold as `seen_at` now.
 fn hold_json(h: &HoldRecord) -> Value {
-    let money = |d| format_amount(d, &h.currency);
+    let money = |d| format_amount(d, &h.state.currency);
     let events: Vec<Value> = h
         .events
         .iter()
@@ -169,15 +162,15 @@ fn hold_json(h: &HoldRecord) -> Value {
         .collect();
     json!({
         "id": h.id,
-        "status": h.status.as_str(),
+        "status": h.state.status.as_str(),
         "idempotencyKey": h.idempotency_key,
-        "source_account_id": h.source_account_id,
-        "destination_account_id": h.destination_account_id,
-        "currency": h.currency,
-        "amount": money(h.amount),
-        "captured": money(h.captured),
-        "remaining": money(h.remaining()),
-        "expiresAt": h.expires_at,
+        "source_account_id": h.state.source_account_id,
+        "destination_account_id": h.state.destination_account_id,
+        "currency": h.state.currency,
+        "amount": money(h.state.amount),
+        "captured": money(h.state.captured),
+        "remaining": money(h.state.remaining()),
+        "expiresAt": h.state.expires_at,
         "createdAt": h.created_at,
         "closedAt": h.closed_at,
         "events": events,

@@ -94,6 +94,22 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, code, detail)
     }
 
+    /// 404 for a hold id this client has no hold under (or not a UUID).
+    pub fn hold_not_found() -> Self {
+        Self::not_found(
+            "hold_not_found",
+            "no hold with this id (for this client); a hold still queued is not found until it posts",
+        )
+    }
+
+    /// 404 for a transaction id this client has no recorded transaction under (or not a UUID).
+    pub fn transaction_not_found() -> Self {
+        Self::not_found(
+            "transaction_not_found",
+            "no recorded transaction with this id (for this client); one still queued is not found until it posts",
+        )
+    }
+
     pub fn unprocessable(code: &'static str, field: &str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
     }
@@ -202,14 +218,8 @@ impl From<IntakeError> for Problem {
 impl From<MovementError> for Problem {
     fn from(e: MovementError) -> Self {
         match e {
-            MovementError::NotFound("hold") => Problem::not_found(
-                "hold_not_found",
-                "no hold with this id (for this client); a hold still queued is not found until it posts",
-            ),
-            MovementError::NotFound(_) => Problem::not_found(
-                "transaction_not_found",
-                "no recorded transaction with this id (for this client); one still queued is not found until it posts",
-            ),
+            MovementError::HoldNotFound => Problem::hold_not_found(),
+            MovementError::TransactionNotFound => Problem::transaction_not_found(),
             MovementError::Conflict(code) => {
                 let detail = match code {
                     FailureCode::HoldCaptured => "the hold was captured in full: nothing remains",

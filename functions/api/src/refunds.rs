@@ -8,12 +8,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use shared::services::movement::{self, Texts};
 use shared::transfers::{RefundRequest, parse_amount_json};
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam};
-use crate::problem::{ApiResult, Problem};
-use crate::transactions::{idempotency_key, intake_response};
+use crate::problem::ApiResult;
+use crate::transactions::{idempotency_key, intake_response, transaction_id};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,12 +41,7 @@ pub async fn create(
     JsonBody(body): JsonBody<RefundBody>,
 ) -> ApiResult<Response> {
     let key = idempotency_key(body.idempotency_key, &headers)?;
-    let of = Uuid::parse_str(&id).map_err(|_| {
-        Problem::not_found(
-            "transaction_not_found",
-            "no recorded transaction with this id (for this client)",
-        )
-    })?;
+    let of = transaction_id(&id)?;
     let request = RefundRequest {
         amount: body
             .amount

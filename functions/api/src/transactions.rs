@@ -213,17 +213,15 @@ pub async fn get(
     ClientId(client): ClientId,
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
-    let not_found = || {
-        Problem::not_found(
-            "transaction_not_found",
-            "no recorded transaction with this id (for this client)",
-        )
-    };
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-    match tx_store::find_by_id(&state.db, &client, id).await? {
+    match tx_store::find_by_id(&state.db, &client, transaction_id(&id)?).await? {
         Some(record) => Ok(Json(record_json(&record))),
-        None => Err(not_found()),
+        None => Err(Problem::transaction_not_found()),
     }
+}
+
+/// A transaction id from the path (not a UUID: no such transaction).
+pub(crate) fn transaction_id(id: &str) -> ApiResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(id).map_err(|_| Problem::transaction_not_found())
 }
 
 /// Postgres first (the truth); then Redis for transfers still queued. If Postgres is down, the

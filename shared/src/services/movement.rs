@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::intake::{self, Intake, IntakeError};
 use crate::accounts::AccountId;
 use crate::clients::Clients;
-use crate::ledger::{FailureCode, HoldState};
+use crate::ledger::FailureCode;
 use crate::money::{Currency, Money};
 use crate::store::holds::{self, HoldRecord};
 use crate::store::{StoreError, intake as intake_store, transactions as tx_store};
@@ -21,9 +21,12 @@ use crate::validation::ValidationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MovementError {
-    /// The hold or transaction does not exist for this client (or is still queued).
-    #[error("{0} not found")]
-    NotFound(&'static str),
+    /// No such hold for this client (or it is still queued, or was refused).
+    #[error("hold not found")]
+    HoldNotFound,
+    /// No such recorded transaction for this client (or it is still queued).
+    #[error("transaction not found")]
+    TransactionNotFound,
     /// The hold or original does not allow it now (409, the code says why).
     #[error("{}", .0.as_str())]
     Conflict(FailureCode),
@@ -59,17 +62,17 @@ pub async fn capture(
     amount: Option<Decimal>,
 ) -> Result<Intake, MovementError> {
     let hold = find_hold(clients, client_id, hold_id).await?;
-    let currency = stored_currency(&hold.currency)?;
+    let currency = stored_currency(&hold.state.currency)?;
     let max = clients.config.max_transfer_amount;
     let amount = amount
         .map(|a| Money::positive(a, currency, max, "amount").map(|m| m.amount()))
         .transpose()?;
     if key_is_new(clients, client_id, key).await? {
-        hold_state(&hold, client_id)
+        hold.state
             .capture_at(amount, Utc::now())
             .map_err(MovementError::Conflict)?;
     }
-    let transfer = hold_transfer(&hold, amount.unwrap_or(hold.amount), currency, max)?
+    let transfer = hold_transfer(&hold, amount.unwrap_or(hold.state.amount), currency, max)?
         .with_operation(Operation::Capture {
             hold_id,
             remaining: amount.is_none(),
@@ -85,14 +88,14 @@ pub async fn void(
     hold_id: Uuid,
 ) -> Result<Intake, MovementError> {
     let hold = find_hold(clients, client_id, hold_id).await?;
-    let currency = stored_currency(&hold.currency)?;
+    let currency = stored_currency(&hold.state.currency)?;
     if key_is_new(clients, client_id, key).await? {
-        hold_state(&hold, client_id)
+        hold.state
             .open_at(Utc::now())
             .map_err(MovementError::Conflict)?;
     }
     let max = clients.config.max_transfer_amount;
-    let transfer = hold_transfer(&hold, hold.amount, currency, max)?
+    let transfer = hold_transfer(&hold, hold.state.amount, currency, max)?
         .with_operation(Operation::Void { hold_id });
     Ok(intake::accept(clients, client_id, key, transfer).await?)
 }
@@ -112,7 +115,7 @@ pub async fn refund(
             .await?
             .is_none()
     {
-        return Err(MovementError::NotFound("transaction"));
+        return Err(MovementError::TransactionNotFound);
     }
     if !key_is_new(clients, client_id, key).await? {
         // A retry: build the same request whatever was refunded since (intake then replays it,
@@ -176,20 +179,7 @@ async fn find_hold(
 ) -> Result<HoldRecord, MovementError> {
     holds::get(&clients.db, client_id, id)
         .await?
-        .ok_or(MovementError::NotFound("hold"))
-}
-
-fn hold_state(hold: &HoldRecord, client_id: &str) -> HoldState {
-    HoldState {
-        client_id: client_id.to_string(),
-        source_account_id: hold.source_account_id.clone(),
-        destination_account_id: hold.destination_account_id.clone(),
-        currency: hold.currency.clone(),
-        amount: hold.amount,
-        captured: hold.captured,
-        status: hold.status,
-        expires_at: hold.expires_at,
-    }
+        .ok_or(MovementError::HoldNotFound)
 }
 
 /// A capture or void: the hold's leg with `amount`.
@@ -200,8 +190,8 @@ fn hold_transfer(
     max: Decimal,
 ) -> Result<Transfer, MovementError> {
     Ok(TransferDraft {
-        source_account_id: hold.source_account_id.clone(),
-        destination_account_id: hold.destination_account_id.clone(),
+        source_account_id: hold.state.source_account_id.clone(),
+        destination_account_id: hold.state.destination_account_id.clone(),
         amount,
         currency,
         reference: None,

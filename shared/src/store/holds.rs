@@ -2,57 +2,85 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{PgPool, StoreError};
-use crate::ledger::HoldStatus;
+use crate::ledger::{HoldState, HoldStatus};
 
-/// A hold and what happened to it.
+/// A hold and what happened to it: its state as posting decides against it, and what a client
+/// reads besides.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HoldRecord {
     pub id: Uuid,
     pub idempotency_key: String,
-    pub status: HoldStatus,
-    pub source_account_id: String,
-    pub destination_account_id: String,
-    pub currency: String,
-    pub amount: Decimal,
-    pub captured: Decimal,
-    pub expires_at: DateTime<Utc>,
+    pub state: HoldState,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
-    /// In time order: the hold, its captures and void, its expiry.
+    /// In time order: the hold, its captures and void, its expiry (only `get` reads them).
     pub events: Vec<HoldEvent>,
 }
 
 impl HoldRecord {
-    /// What the hold still reserves (nothing once it is closed).
-    pub fn remaining(&self) -> Decimal {
-        if self.status == HoldStatus::Active {
-            self.amount - self.captured
-        } else {
-            Decimal::ZERO
-        }
-    }
-
     /// The hold as a client sees it at `now`: an ACTIVE hold past its expiry is EXPIRED (closed at
     /// its expiry, with its EXPIRY event) even before the sweep records it, as posting treats it.
     pub fn seen_at(mut self, now: DateTime<Utc>) -> Self {
-        if self.status == HoldStatus::Active && self.expires_at <= now {
-            self.status = HoldStatus::Expired;
-            self.closed_at = Some(self.expires_at);
+        if self.state.expired_at(now) {
+            let released = self.state.remaining();
+            self.state.status = HoldStatus::Expired;
+            self.closed_at = Some(self.state.expires_at);
             if !self.events.is_empty() {
-                self.events.push(HoldEvent {
-                    kind: HoldEventKind::Expiry,
-                    transaction_id: None,
-                    idempotency_key: None,
-                    amount: self.amount - self.captured,
-                    at: self.expires_at,
-                });
+                self.events
+                    .push(expiry_event(released, self.state.expires_at));
             }
         }
         self
     }
+}
+
+fn expiry_event(amount: Decimal, at: DateTime<Utc>) -> HoldEvent {
+    HoldEvent {
+        kind: HoldEventKind::Expiry,
+        transaction_id: None,
+        idempotency_key: None,
+        amount,
+        at,
+    }
+}
+
+/// The columns `hold_state` reads, for a query on `holds`.
+pub(super) const HOLD_STATE_COLUMNS: &str = "client_id, source_account_id, destination_account_id, \
+     currency::text AS currency, amount, captured, status, expires_at";
+
+/// A hold's state from a row with `HOLD_STATE_COLUMNS`.
+pub(super) fn hold_state(r: &Row) -> Result<HoldState, StoreError> {
+    let status: &str = r.try_get("status")?;
+    Ok(HoldState {
+        client_id: r.try_get("client_id")?,
+        source_account_id: r.try_get("source_account_id")?,
+        destination_account_id: r.try_get("destination_account_id")?,
+        currency: r.try_get("currency")?,
+        amount: r.try_get("amount")?,
+        captured: r.try_get("captured")?,
+        status: HoldStatus::parse(status)
+            .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+/// The columns `hold_record` reads.
+const HOLD_RECORD_COLUMNS: &str = "id, idempotency_key, created_at, closed_at";
+
+/// A hold without its events from a row with `HOLD_RECORD_COLUMNS` and `HOLD_STATE_COLUMNS`.
+fn hold_record(r: &Row) -> Result<HoldRecord, StoreError> {
+    Ok(HoldRecord {
+        id: r.try_get("id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        state: hold_state(r)?,
+        created_at: r.try_get("created_at")?,
+        closed_at: r.try_get("closed_at")?,
+        events: Vec::new(),
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,36 +120,20 @@ pub async fn get(
 ) -> Result<Option<HoldRecord>, StoreError> {
     let conn = pool.get().await?;
     let stmt = conn
-        .prepare_cached(
-            "SELECT h.idempotency_key, h.status, h.source_account_id, h.destination_account_id,
-                    h.currency::text, h.amount, h.captured, h.expires_at, h.created_at, h.closed_at
-             FROM holds h WHERE h.id = $1 AND h.client_id = $2",
-        )
+        .prepare_cached(&format!(
+            "SELECT {HOLD_RECORD_COLUMNS}, {HOLD_STATE_COLUMNS}
+             FROM holds WHERE id = $1 AND client_id = $2"
+        ))
         .await?;
     let Some(r) = conn.query_opt(&stmt, &[&id, &client_id]).await? else {
         return Ok(None);
     };
-    let status: &str = r.get(1);
-    let mut hold = HoldRecord {
-        id,
-        idempotency_key: r.get(0),
-        status: HoldStatus::parse(status)
-            .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
-        source_account_id: r.get(2),
-        destination_account_id: r.get(3),
-        currency: r.get(4),
-        amount: r.get(5),
-        captured: r.get(6),
-        expires_at: r.get(7),
-        created_at: r.get(8),
-        closed_at: r.get(9),
-        events: Vec::new(),
-    };
+    let mut hold = hold_record(&r)?;
     hold.events.push(HoldEvent {
         kind: HoldEventKind::Hold,
         transaction_id: Some(id),
         idempotency_key: Some(hold.idempotency_key.clone()),
-        amount: hold.amount,
+        amount: hold.state.amount,
         at: hold.created_at,
     });
     let stmt = conn
@@ -149,14 +161,10 @@ pub async fn get(
             at: e.get(4),
         });
     }
-    if hold.status == HoldStatus::Expired {
-        hold.events.push(HoldEvent {
-            kind: HoldEventKind::Expiry,
-            transaction_id: None,
-            idempotency_key: None,
-            amount: hold.amount - hold.captured,
-            at: hold.closed_at.unwrap_or(hold.expires_at),
-        });
+    if hold.state.status == HoldStatus::Expired {
+        let released = hold.state.amount - hold.state.captured;
+        let at = hold.closed_at.unwrap_or(hold.state.expires_at);
+        hold.events.push(expiry_event(released, at));
     }
     Ok(Some(hold))
 }
@@ -230,9 +238,8 @@ pub async fn list_for_account(
 ) -> Result<(Vec<HoldRecord>, Option<HoldCursor>), StoreError> {
     let conn = pool.get().await?;
     let stmt = conn
-        .prepare_cached(
-            "SELECT id, idempotency_key, status, source_account_id, destination_account_id,
-                    currency::text, amount, captured, expires_at, created_at, closed_at
+        .prepare_cached(&format!(
+            "SELECT {HOLD_RECORD_COLUMNS}, {HOLD_STATE_COLUMNS}
              FROM holds
              WHERE source_account_id = $1 AND client_id = $2
                AND ($3::text IS NULL
@@ -241,8 +248,8 @@ pub async fn list_for_account(
                     OR ($3 IN ('CAPTURED', 'VOIDED') AND status = $3))
                AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
              ORDER BY created_at DESC, id DESC
-             LIMIT $7",
-        )
+             LIMIT $7"
+        ))
         .await?;
     let (at, id) = after.map_or((None, Uuid::nil()), |c| (Some(c.created_at), c.id));
     let rows = conn
@@ -261,24 +268,7 @@ pub async fn list_for_account(
         .await?;
     let mut holds = rows
         .iter()
-        .map(|r| {
-            let status: &str = r.get(2);
-            Ok(HoldRecord {
-                id: r.get(0),
-                idempotency_key: r.get(1),
-                status: HoldStatus::parse(status)
-                    .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
-                source_account_id: r.get(3),
-                destination_account_id: r.get(4),
-                currency: r.get(5),
-                amount: r.get(6),
-                captured: r.get(7),
-                expires_at: r.get(8),
-                created_at: r.get(9),
-                closed_at: r.get(10),
-                events: Vec::new(),
-            })
-        })
+        .map(hold_record)
         .collect::<Result<Vec<_>, StoreError>>()?;
     let next = if holds.len() > limit {
         holds.truncate(limit);

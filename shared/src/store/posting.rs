@@ -4,17 +4,19 @@
 //! same transaction (pipelined with the write, so no extra round trip).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::holds::{HOLD_STATE_COLUMNS, hold_state};
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
 use crate::ledger::{
-    self, BatchPlan, Book, FailureCode, HoldState, HoldStatus, LockedAccount, Outcome, Recorded,
-    RecordedKeys, RefundableLeg,
+    self, BatchPlan, Book, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys,
+    RefundableLeg,
 };
 use crate::transfers::{Operation, TransferMessage};
 
@@ -30,14 +32,16 @@ const LOCK_ACCOUNTS: &str =
 // one of its accounts has pending debits (no other account has an active hold), after the account
 // locks. Every hold is changed only under the lock of its source account, which the batch already
 // holds, so these row locks never wait on another batch.
-const LOCK_HOLDS: &str =
-    "SELECT id, client_id, source_account_id, destination_account_id, currency::text, amount,
-            captured, status, expires_at
-     FROM holds
-     WHERE id = ANY($1::uuid[])
-        OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
-     ORDER BY id
-     FOR UPDATE";
+static LOCK_HOLDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, {HOLD_STATE_COLUMNS}
+         FROM holds
+         WHERE id = ANY($1::uuid[])
+            OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
+         ORDER BY id
+         FOR UPDATE"
+    )
+});
 
 // The legs the batch's refunds reverse (credits of posted transfers and captures) with what
 // earlier refunds gave back. Read after the locks: every refund of a leg credits the leg's source,
@@ -406,7 +410,7 @@ async fn post_in_transaction(
     let (lock_stmt, find_stmt, holds_stmt, write_stmt) = tokio::try_join!(
         conn.prepare_cached(LOCK_ACCOUNTS),
         conn.prepare_cached(FIND_RECORDED),
-        conn.prepare_cached(LOCK_HOLDS),
+        conn.prepare_cached(&LOCK_HOLDS),
         conn.prepare_cached(WRITE_BATCH)
     )?;
     let (book, recorded) =
@@ -498,19 +502,7 @@ async fn lock_and_read(
             [&hold_ids, &holding, &book.now];
         let holds = conn.query(holds_stmt, &holds_params).await?;
         for r in &holds {
-            let status: &str = r.get(7);
-            let hold = HoldState {
-                client_id: r.get(1),
-                source_account_id: r.get(2),
-                destination_account_id: r.get(3),
-                currency: r.get(4),
-                amount: r.get(5),
-                captured: r.get(6),
-                status: HoldStatus::parse(status)
-                    .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
-                expires_at: r.get(8),
-            };
-            book.holds.insert(r.get(0), hold);
+            book.holds.insert(r.try_get("id")?, hold_state(r)?);
         }
     }
     for r in &refundable {
