@@ -261,29 +261,18 @@ async fn atomic(
     let mut legs = Vec::with_capacity(parsed.len());
     for (i, item) in parsed.into_iter().enumerate() {
         let t = item?.transaction;
-        let required = |value: Option<String>, field: &str| {
-            value.ok_or_else(|| {
-                Problem::unprocessable(
-                    "missing_field",
-                    &format!("items[{i}].transaction.{field}"),
-                    format!("missing field `{field}`"),
-                )
-            })
-        };
         let currency = t.currency.clone().or_else(|| {
             let source = t.source_account_id.as_ref()?;
             currencies.get(source).map(|c| c.code().to_string())
         });
         legs.push(LegInput {
-            source_account_id: required(t.source_account_id, "source_account_id")?,
-            destination_account_id: required(t.destination_account_id, "destination_account_id")?,
-            amount: Some(t.amount.ok_or_else(|| {
-                Problem::unprocessable(
-                    "missing_field",
-                    &format!("items[{i}].transaction.amount"),
-                    "missing field `amount`",
-                )
-            })?),
+            source_account_id: required(t.source_account_id, i, "source_account_id")?,
+            destination_account_id: required(
+                t.destination_account_id,
+                i,
+                "destination_account_id",
+            )?,
+            amount: Some(required(t.amount, i, "amount")?),
             currency,
         });
     }
@@ -311,4 +300,15 @@ async fn atomic(
         Ok(Intake::Replayed(a)) => Ok(accepted_response_with(&a, true, extra)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An atomic item's required field, or 422 `missing_field` at its path in the request.
+fn required<T>(value: Option<T>, item: usize, field: &str) -> ApiResult<T> {
+    value.ok_or_else(|| {
+        Problem::unprocessable(
+            "missing_field",
+            &format!("items[{item}].transaction.{field}"),
+            format!("missing field `{field}`"),
+        )
+    })
 }

@@ -435,11 +435,12 @@ fn first_leg(m: &TransferMessage) -> (String, String) {
 /// The `legs` column of a transaction with more than one leg: each leg with its index, at the
 /// decided amount when it posted (a refund of "what remains" may skip a leg with nothing left).
 fn legs_json(m: &TransferMessage, decided: Option<&Decided>) -> Option<Value> {
-    let legs = m.transfer.legs();
-    if legs.len() < 2 {
+    if m.transfer.more_legs.is_empty() {
         return None;
     }
-    let items = legs
+    let items = m
+        .transfer
+        .legs()
         .iter()
         .enumerate()
         .filter_map(|(i, leg)| {

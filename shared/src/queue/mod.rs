@@ -14,7 +14,7 @@ pub use stats::{QueueDepth, QueueStats};
 
 use crate::transfers::TransferMessage;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("sqs: {detail}")]
 pub struct QueueError {
     detail: String,
@@ -240,16 +240,7 @@ impl Queue {
             Ok(out) => out,
             Err(e) => {
                 let e = QueueError::from_sdk(e);
-                return chunk
-                    .iter()
-                    .map(|_| {
-                        Err(QueueError {
-                            detail: e.detail.clone(),
-                            outcome_unknown: e.outcome_unknown,
-                            missing_queue: e.missing_queue,
-                        })
-                    })
-                    .collect();
+                return chunk.iter().map(|_| Err(e.clone())).collect();
             }
         };
         let mut results: Vec<Result<String, QueueError>> = chunk

@@ -53,9 +53,7 @@ impl LegInput {
             default_currency,
             "a leg needs a currency: give the leg's `currency` or the transaction's",
         )?;
-        let raw = self.amount.ok_or_else(|| {
-            ValidationError::new("missing_field", "amount", "missing field `amount`")
-        })?;
+        let raw = self.amount.ok_or_else(|| super::missing("amount"))?;
         let amount = super::parse_amount_json(&raw, "amount")?;
         let money = Money::positive(amount, currency, max_amount, "amount")?;
         Ok(Leg {
