@@ -285,10 +285,13 @@ async fn grants_are_exactly_what_the_functions_run() {
             "accounts INSERT,SELECT",
             "audit_log INSERT",
             "audit_log_id_seq USAGE",
+            "balance_monitors INSERT,SELECT",
             "dead_letters INSERT,SELECT",
             "discrepancies INSERT,SELECT",
             "discrepancy_events INSERT,SELECT",
             "discrepancy_events_id_seq USAGE",
+            "event_cursors SELECT",
+            "events INSERT,SELECT",
             "holds INSERT,SELECT",
             "intake_requests DELETE,INSERT,SELECT",
             "ledger_entries INSERT,SELECT",
@@ -303,6 +306,9 @@ async fn grants_are_exactly_what_the_functions_run() {
             "statements INSERT,SELECT",
             "statements_id_seq USAGE",
             "transactions INSERT,SELECT",
+            "webhook_attempts INSERT,SELECT",
+            "webhook_deliveries INSERT,SELECT",
+            "webhook_endpoints INSERT,SELECT",
         ]
     );
     let columns = granted(
@@ -317,12 +323,16 @@ async fn grants_are_exactly_what_the_functions_run() {
         columns,
         [
             "account_balances UPDATE balance,pending,updated_at,version",
+            "balance_monitors UPDATE evaluated_at,last_cleared_at,last_triggered_at,state,status,triggered_count,updated_at,value",
             "dead_letters UPDATE posted_at,redrive_deduplication_id,redriven_at,status",
             "discrepancies UPDATE cleared_by_run,detail,last_seen_run,resolution,status,updated_at",
+            "event_cursors UPDATE seq,updated_at,xid",
             "holds UPDATE captured,closed_at,status",
             "intake_requests UPDATE outcome_unknown",
             "reconciliation_requests UPDATE attempts,error,finished_at,started_at,status",
             "statements UPDATE lines_duplicate,lines_imported",
+            "webhook_deliveries UPDATE attempts,completed_at,last_attempt_at,last_error,last_status_code,leased_until,next_attempt_at,status",
+            "webhook_endpoints UPDATE previous_secret,previous_secret_expires_at,secret,status,updated_at",
         ]
     );
     // Every table has had its grants decided: a new one must be added above (V4's rule).
