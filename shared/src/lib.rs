@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
+pub mod monitors;
 pub mod queue;
 pub mod reconcile;
 pub mod retry;

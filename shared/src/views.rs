@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::money::format_amount;
+use crate::monitors::Monitor;
 use crate::store::holds::HoldRecord;
 use crate::store::transactions::TransactionRecord;
 
@@ -119,4 +120,27 @@ pub fn hold_json(h: &HoldRecord) -> Value {
         body["events"] = json!(events);
     }
     body
+}
+
+/// A balance monitor and its state, as `GET /monitors/{id}` answers it.
+pub fn monitor_json(m: &Monitor) -> Value {
+    let money = |d| format_amount(d, &m.currency);
+    json!({
+        "id": m.id,
+        "accountId": m.account_id,
+        "currency": m.currency,
+        "field": m.field.as_str(),
+        "condition": m.condition.as_str(),
+        "threshold": money(m.threshold),
+        "hysteresis": money(m.hysteresis),
+        "description": m.description,
+        "status": m.status.as_str(),
+        "state": m.state.as_str(),
+        "value": money(m.value),
+        "evaluatedAt": m.evaluated_at,
+        "triggeredCount": m.triggered_count,
+        "lastTriggeredAt": m.last_triggered_at,
+        "lastClearedAt": m.last_cleared_at,
+        "createdAt": m.created_at,
+    })
 }
