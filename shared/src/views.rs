@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::money::format_amount;
 use crate::monitors::Monitor;
+use crate::reconcile::discrepancies::StoredDiscrepancy;
 use crate::store::holds::HoldRecord;
 use crate::store::transactions::TransactionRecord;
 
@@ -142,5 +143,37 @@ pub fn monitor_json(m: &Monitor) -> Value {
         "lastTriggeredAt": m.last_triggered_at,
         "lastClearedAt": m.last_cleared_at,
         "createdAt": m.created_at,
+    })
+}
+
+fn amount(value: Option<Decimal>, currency: Option<&str>) -> Value {
+    match value {
+        Some(v) => json!(format_amount(v, currency.unwrap_or(""))),
+        None => Value::Null,
+    }
+}
+
+/// A discrepancy, as `GET /discrepancies/{id}` answers it (without its history).
+pub fn discrepancy_json(d: &StoredDiscrepancy) -> Value {
+    json!({
+        "id": d.id,
+        "kind": d.kind,
+        "status": d.status,
+        "accountId": d.account_id,
+        "bookedOn": d.booked_on,
+        "statementLineId": d.statement_line_id,
+        "externalId": d.external_id,
+        "transactionIds": d.transaction_ids,
+        "expected": amount(d.expected, d.currency.as_deref()),
+        "actual": amount(d.actual, d.currency.as_deref()),
+        "currency": d.currency,
+        "detail": d.detail,
+        "data": d.data,
+        "firstSeenRun": d.first_seen_run,
+        "lastSeenRun": d.last_seen_run,
+        "clearedByRun": d.cleared_by_run,
+        "resolution": d.resolution,
+        "createdAt": d.created_at,
+        "updatedAt": d.updated_at,
     })
 }

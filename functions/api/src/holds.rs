@@ -130,16 +130,13 @@ pub async fn list(
             .await?;
     let holds: Vec<Value> = holds
         .into_iter()
-        .map(|h| {
-views::hold_json(&h.seen_at(now))
-        })
+        .map(|h| views::hold_json(&h.seen_at(now)))
         .collect();
     Ok(Json(json!({
         "holds": holds,
         "nextCursor": next.map(|c| page::encode_cursor(c.created_at, c.id)),
     })))
 }
-
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

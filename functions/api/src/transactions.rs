@@ -132,7 +132,6 @@ pub(crate) async fn source_currency(
         .and_then(|a| Currency::parse(&a.currency).ok()))
 }
 
-
 /// A recorded transaction by its id.
 pub async fn get(
     State(state): State<AppState>,

@@ -20,6 +20,7 @@ use crate::ledger::{
     self, BatchPlan, Book, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys,
     RefundableLeg,
 };
+use crate::reconcile::workflow::DiscrepancyStatus;
 use crate::transfers::{Operation, TransferMessage};
 
 const LOCK_ACCOUNTS: &str =
@@ -183,7 +184,8 @@ macro_rules! settle_adjustments_sql {
                                 ELSE ' (the discrepancy was ' || x.status || ' and stays so)' END,
                     x.outcome
              FROM decided x
-             WHERE x.waiting OR $1::bool"
+             WHERE x.waiting OR $1::bool
+             RETURNING discrepancy_id, from_status, to_status"
         )
     };
 }
@@ -358,11 +360,13 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
         .await?;
     if inserted == 1 {
         if let Some(discrepancy) = t.adjusts() {
-            conn.execute(
-                SETTLE_RECORDED_ADJUSTMENT,
-                &[&true, &m.client_id, &m.idempotency_key, &discrepancy],
-            )
-            .await?;
+            let settled = conn
+                .query(
+                    SETTLE_RECORDED_ADJUSTMENT,
+                    &[&true, &m.client_id, &m.idempotency_key, &discrepancy],
+                )
+                .await?;
+            write_settled_events(&conn, &settled).await?;
         }
         conn.commit().await?;
         return Ok(Outcome::Rejected {
@@ -396,14 +400,17 @@ pub async fn settle_recorded_adjustment(
     key: &str,
     discrepancy_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let conn = pool.get().await?;
-    let changed = conn
-        .execute(
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let settled = tx
+        .query(
             SETTLE_RECORDED_ADJUSTMENT,
             &[&false, &client_id, &key, &discrepancy_id],
         )
         .await?;
-    Ok(changed > 0)
+    write_settled_events(&tx, &settled).await?;
+    tx.commit().await?;
+    Ok(!settled.is_empty())
 }
 
 async fn post_in_transaction(
@@ -732,10 +739,10 @@ async fn write_plan(
     ];
     let settle_adjustments = async {
         if plan.settlements.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
-        conn.execute(&stmt, &settle_params).await
+        conn.query(&stmt, &settle_params).await
     };
     let monitor_rows = MonitorRows::of(&plan.monitor_updates);
     let monitor_params = monitor_rows.params();
@@ -758,7 +765,7 @@ async fn write_plan(
     };
     // Biased: the write's own error wins over the "transaction aborted" (25P02) of the
     // statements pipelined behind it, so a refused content (22/23) is seen as such.
-    let (row, _, _, _, _) = tokio::try_join!(
+    let (row, _, settled, _, _) = tokio::try_join!(
         biased;
         write,
         write_holds,
@@ -766,6 +773,9 @@ async fn write_plan(
         update_monitors,
         write_events
     )?;
+    // The discrepancies the batch settled are announced in its transaction (a round trip more,
+    // only for a batch with adjusting transfers).
+    write_settled_events(conn, &settled).await?;
     let written: i64 = row.get(0);
     if written != rows.tx_id.len() as i64 {
         // A concurrent delivery recorded one of these keys between our lookup and our write
@@ -777,4 +787,24 @@ async fn write_plan(
         )));
     }
     Ok(())
+}
+
+/// The events of the discrepancies a settlement statement changed (its rows: id, from, to).
+async fn write_settled_events(
+    conn: &impl deadpool_postgres::GenericClient,
+    settled: &[tokio_postgres::Row],
+) -> Result<(), StoreError> {
+    let changed: Vec<_> = settled
+        .iter()
+        .filter_map(|r| {
+            let to = DiscrepancyStatus::parse(r.get(2))?;
+            Some((
+                r.get(0),
+                r.get::<_, Option<&str>>(1)
+                    .and_then(DiscrepancyStatus::parse),
+                to,
+            ))
+        })
+        .collect();
+    super::discrepancies::write_events(conn, &changed).await
 }
