@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use crate::events::EventType;
 
+/// Posting evaluates every active monitor of every account it touches: bounded per account.
+pub const MAX_MONITORS_PER_ACCOUNT: i64 = 20;
+
 /// Which balance a monitor watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MonitorField {

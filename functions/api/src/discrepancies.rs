@@ -3,10 +3,8 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::money::format_amount;
 use shared::reconcile::discrepancies::{
     DiscrepancyFilter, HistoryEntry, StatusChange, StoredDiscrepancy,
 };

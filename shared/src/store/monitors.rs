@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::{PgPool, StoreError, outbox};
 use crate::events::{EventType, NewEvent};
 use crate::monitors::{
-    Condition, Monitor, MonitorField, MonitorState, MonitorStatus, initial_state,
+    Condition, MAX_MONITORS_PER_ACCOUNT, Monitor, MonitorField, MonitorState, MonitorStatus,
+    initial_state,
 };
 use crate::views;
 
@@ -121,6 +122,9 @@ pub struct NewMonitor {
 pub enum CreateError {
     #[error("account not found")]
     AccountNotFound,
+    /// The account already has `MAX_MONITORS_PER_ACCOUNT` active monitors.
+    #[error("too many monitors on the account")]
+    TooMany,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -151,6 +155,16 @@ pub async fn create(pool: &PgPool, new: NewMonitor) -> Result<Monitor, CreateErr
     };
     let (currency, posted, pending, now): (String, Decimal, Decimal, DateTime<Utc>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
+    let active: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM balance_monitors WHERE account_id = $1 AND status = 'ACTIVE'",
+            &[&new.account_id],
+        )
+        .await?
+        .get(0);
+    if active >= MAX_MONITORS_PER_ACCOUNT {
+        return Err(CreateError::TooMany);
+    }
     let mut monitor = Monitor {
         id: Uuid::now_v7(),
         client_id: new.client_id,

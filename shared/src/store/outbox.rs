@@ -158,7 +158,9 @@ fn transaction_record(
         metadata: t.metadata.clone(),
         status: row.status,
         failure_code: row.failure_code.map(|c| c.as_str().to_string()),
-        accepted_at: m.accepted_at,
+        // As PostgreSQL stores it (tokio-postgres sends whole microseconds).
+        accepted_at: DateTime::from_timestamp_micros(m.accepted_at.timestamp_micros())
+            .unwrap_or(m.accepted_at),
         posted_at: now,
         effective_at: t.effective_at,
         parent_id: t.operation.parent(),
