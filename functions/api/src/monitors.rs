@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shared::money::{Currency, at_currency_scale};
 use shared::monitors::{Condition, MAX_MONITORS_PER_ACCOUNT, MonitorField};
+use shared::services::monitors as services;
 use shared::store::monitors::{self, CreateError, MonitorCursor, NewMonitor};
 use shared::transfers::parse_amount_json;
 use shared::views;
@@ -127,7 +128,7 @@ pub async fn create(
         hysteresis,
         description: body.description,
     };
-    let monitor = match monitors::create(&state.db, new).await {
+    let monitor = match services::create(&state, new).await {
         Ok(m) => m,
         Err(CreateError::AccountNotFound) => {
             return Err(Problem::not_found(
@@ -149,7 +150,6 @@ pub async fn create(
         }
         Err(CreateError::Store(e)) => return Err(e.into()),
     };
-    tracing::info!(monitor_id = %monitor.id, account_id = %monitor.account_id, "monitor created");
     let location = format!("/api/v1/monitors/{}", monitor.id);
     Ok((
         StatusCode::CREATED,
@@ -204,7 +204,7 @@ pub async fn disable(
     ClientId(client): ClientId,
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
-    let monitor = monitors::disable(&state.db, &client, monitor_id(&id)?)
+    let monitor = services::disable(&state, &client, monitor_id(&id)?)
         .await?
         .ok_or_else(|| monitor_not_found(&id))?;
     Ok(Json(views::monitor_json(&monitor)))

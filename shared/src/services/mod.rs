@@ -4,6 +4,7 @@
 
 pub mod discrepancies;
 pub mod intake;
+pub mod monitors;
 pub mod movement;
 pub mod posting;
 pub mod reconciliation;
