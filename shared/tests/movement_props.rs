@@ -94,17 +94,17 @@ proptest! {
         );
         // A BELOW monitor (available < 0, no hysteresis) and a CROSSING one (posted around 5, band
         // 1) on every limited account: carried from batch to batch as the store would.
-        for i in 1..4 {
+        for (i, account) in ACCOUNTS.iter().enumerate().take(4).skip(1) {
             let monitor = |n: u128, condition, field, threshold: Decimal, hysteresis| {
                 let (state, _) = initial_state(condition, threshold, Decimal::ZERO);
                 Monitor {
-                    id: Uuid::from_u128(n), client_id: "c".into(), account_id: ACCOUNTS[i].into(),
+                    id: Uuid::from_u128(n), client_id: "c".into(), account_id: account.to_string(),
                     currency: "USD".into(), field, condition, threshold, hysteresis, description: None,
                     status: MonitorStatus::Active, state, value: Decimal::ZERO, evaluated_at: now,
                     triggered_count: 0, last_triggered_at: None, last_cleared_at: None, created_at: now,
                 }
             };
-            book.monitors.insert(ACCOUNTS[i].into(), vec![
+            book.monitors.insert(account.to_string(), vec![
                 monitor(i as u128 * 10, Condition::Below, MonitorField::Available, Decimal::ZERO, Decimal::ZERO),
                 monitor(i as u128 * 10 + 1, Condition::Crossing, MonitorField::Posted, money(500), money(100)),
             ]);
