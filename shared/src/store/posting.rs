@@ -16,6 +16,7 @@ use super::monitors::{LOAD_MONITORS, MonitorRows, UPDATE_MONITORS, monitor};
 use super::outbox::{self, EventRows, HoldOrigin, INSERT_EVENTS};
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
+use crate::events::{EventType, NewEvent};
 use crate::ledger::{
     self, BatchPlan, Book, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys,
     RefundableLeg,
@@ -359,6 +360,18 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
         )
         .await?;
     if inserted == 1 {
+        // Its event, with the transaction as recorded (without what the database refused).
+        if let Some(record) =
+            super::transactions::find_by_key_on(&conn, &m.client_id, &m.idempotency_key).await?
+        {
+            let failed = NewEvent {
+                client_id: m.client_id.clone(),
+                event_type: EventType::TransferFailed,
+                subject_id: record.id.to_string(),
+                data: crate::views::transaction_json(&record),
+            };
+            outbox::write(&conn, std::slice::from_ref(&failed)).await?;
+        }
         if let Some(discrepancy) = t.adjusts() {
             let settled = conn
                 .query(
