@@ -13,3 +13,4 @@ mod reconciliation_api;
 mod routes;
 mod scheduled;
 mod search;
+mod search_plans;

@@ -328,7 +328,7 @@ async fn every_filter_alone_and_combined() {
     assert_eq!(keys(api, "kind=void").await, ["void-1"]);
     assert_eq!(keys(api, "kind=refund").await, ["refund-1"]);
     assert!(keys(api, "kind=capture").await.is_empty());
-    assert_eq!(keys(api, "kind=adjustment").await, [adjusting.clone()]);
+    assert_eq!(keys(api, "kind=adjustment").await, vec![adjusting]);
     let transfers = key_set(api, "kind=transfer").await;
     assert_eq!(
         transfers,

@@ -283,6 +283,38 @@ pub async fn search(
     Ok((items, next))
 }
 
+/// PostgreSQL's plan of `search` with these arguments, as `EXPLAIN (ANALYZE, BUFFERS)` prints it
+/// (it runs the query): how the indexes serve each filter (devstack's search plans test).
+pub async fn explain_search(
+    pool: &PgPool,
+    client_id: &str,
+    filter: &SearchFilter,
+    limit: usize,
+    after: Option<Position>,
+) -> Result<String, StoreError> {
+    let mut sql = Sql { params: Vec::new() };
+    let ids = matching_ids(
+        &mut sql,
+        client_id,
+        filter,
+        after,
+        None,
+        Some(limit as i64 + 1),
+    );
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            &format!("EXPLAIN (ANALYZE, BUFFERS) {}", records_of(&ids)),
+            &sql.refs(),
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 fn position(r: &TransactionRecord) -> Position {
     Position {
         posted_at: r.posted_at,
