@@ -51,6 +51,10 @@ pub struct Config {
     pub bulk_max_items: usize,
     /// `MAX_BULK_BODY_BYTES` (default 1 MiB): larger bulk request bodies get 413.
     pub max_bulk_body_bytes: usize,
+    /// `EXPORT_MAX_ROWS` (default 2000, 1 to 100000): rows one `GET /transactions/export` holds;
+    /// the response names the cursor of the rest. Lambda's response limit is 6 MB (base64 for
+    /// JSON lines), about 4 KB per row at the default.
+    pub export_max_rows: usize,
     /// `API_TOKENS`: `client_id:sha256hex[:role][,...]`, SHA-256 of each bearer token, and its role
     /// (`client`, the default, or `operator`). Checked at load (`crate::auth::Authenticator::parse`).
     pub api_tokens: String,
@@ -216,6 +220,7 @@ impl Config {
             max_hold_days: number("MAX_HOLD_DAYS", 30)?.clamp(1, 3_650) as u32,
             bulk_max_items: number("BULK_MAX_ITEMS", 500)?.clamp(1, 10_000) as usize,
             max_bulk_body_bytes: number("MAX_BULK_BODY_BYTES", 1024 * 1024)? as usize,
+            export_max_rows: number("EXPORT_MAX_ROWS", 2000)?.clamp(1, 100_000) as usize,
             api_tokens: api_tokens(get("API_TOKENS").unwrap_or_default())?,
             reconcile: ReconcileConfig {
                 date_drift_days: number("RECONCILE_DATE_DRIFT_DAYS", 2)?.min(366) as u32,
@@ -275,6 +280,7 @@ mod tests {
         assert_eq!(c.idempotency_ttl, Duration::from_secs(86_400));
         assert_eq!(c.max_transfer_amount, Decimal::from(1_000_000_000));
         assert_eq!(c.max_body_bytes, 65_536);
+        assert_eq!(c.export_max_rows, 2000);
         assert_eq!(c.database_timeouts, SessionTimeouts::default());
         let c = load(&[BASE.as_slice(), &[("DATABASE_LOCK_TIMEOUT_MS", "250")]].concat()).unwrap();
         assert_eq!(c.database_timeouts.lock, Duration::from_millis(250));

@@ -144,6 +144,7 @@ impl TestEnv {
             max_hold_days: 30,
             bulk_max_items: 500,
             max_bulk_body_bytes: 1024 * 1024,
+            export_max_rows: 2000,
             api_tokens: String::new(),
             reconcile: Default::default(),
         };

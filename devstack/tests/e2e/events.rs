@@ -142,6 +142,13 @@ async fn every_event_fixture_runs_through_its_handler() {
     assert_eq!(monitor["condition"], "BELOW");
     let monitors = api("list-monitors", StatusCode::OK).await;
     assert_eq!(monitors["monitors"][0]["id"], monitor["id"]);
+    // Search and export: alice's completed transactions, newest first; the same as CSV.
+    let found = api("search-transactions", StatusCode::OK).await;
+    assert!(
+        !found["transactions"].as_array().unwrap().is_empty(),
+        "{found}"
+    );
+    api("export-transactions-csv", StatusCode::OK).await;
     let event: serde_json::Value =
         serde_json::from_str(&read("scheduler/reconcile-daily.json")).unwrap();
     let summary = reconciler::handle(&s.env.clients, event).await.unwrap();

@@ -89,6 +89,13 @@ impl Stack {
         panic!("dead-letter queue did not drain");
     }
 
+    /// POSTs `body` and asserts 202 Accepted; returns the answer.
+    pub async fn accepted(&self, path: &str, body: &Value) -> Value {
+        let (status, body) = self.api.post(path, body).await.parts();
+        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {body}");
+        body
+    }
+
     pub async fn status_of(&self, key: &str) -> Value {
         let (status, body) = self
             .api

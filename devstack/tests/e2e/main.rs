@@ -13,3 +13,5 @@ mod reconciliation;
 mod reconciliation_api;
 mod routes;
 mod scheduled;
+mod search;
+mod search_plans;

@@ -11,12 +11,6 @@ use serde_json::{Value, json};
 use crate::helpers::Stack;
 
 impl Stack {
-    async fn post_ok(&self, path: &str, body: &Value) -> Value {
-        let (status, body) = self.api.post(path, body).await.parts();
-        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {body}");
-        body
-    }
-
     async fn problem(&self, path: &str, body: &Value) -> (StatusCode, String) {
         let (status, body) = self.api.post(path, body).await.parts();
         (status, body["code"].as_str().unwrap_or("").to_string())
@@ -54,10 +48,10 @@ async fn a_multi_leg_payment_posts_every_leg_or_none() {
     s.drain().await;
 
     let accepted = s
-        .post_ok("/api/v1/transactions", &card_payment("card-1", "0.50"))
+        .accepted("/api/v1/transactions", &card_payment("card-1", "0.50"))
         .await;
     // One cent more than the customer has left: the third leg fails, so none posts.
-    s.post_ok("/api/v1/transactions", &card_payment("card-2", "0.50"))
+    s.accepted("/api/v1/transactions", &card_payment("card-2", "0.50"))
         .await;
     s.drain().await;
 
@@ -161,7 +155,7 @@ async fn a_hold_reserves_then_captures_in_parts_and_voids_the_rest() {
     let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let hold = json!({"hold": {"source_account_id": "alice", "destination_account_id": "shop",
         "amount": "60.00", "expiresAt": expires}, "idempotencyKey": "h1"});
-    let accepted = s.post_ok("/api/v1/holds", &hold).await;
+    let accepted = s.accepted("/api/v1/holds", &hold).await;
     let id = accepted["transactionId"].as_str().unwrap().to_string();
     s.drain().await;
     let b = s.balances("alice").await;
@@ -188,13 +182,13 @@ async fn a_hold_reserves_then_captures_in_parts_and_voids_the_rest() {
         body
     };
     let path = format!("/api/v1/holds/{id}/capture");
-    s.post_ok(&path, &capture("c1", Some("25.00"))).await;
+    s.accepted(&path, &capture("c1", Some("25.00"))).await;
     s.drain().await;
     assert_eq!(
         s.problem(&path, &capture("c2", Some("35.01"))).await,
         (StatusCode::CONFLICT, "capture_exceeds_hold".into())
     );
-    s.post_ok(&path, &capture("c3", Some("10.00"))).await;
+    s.accepted(&path, &capture("c3", Some("10.00"))).await;
     s.drain().await;
     let b = s.balances("alice").await;
     assert_eq!(
@@ -219,7 +213,7 @@ async fn a_hold_reserves_then_captures_in_parts_and_voids_the_rest() {
     );
 
     let void = format!("/api/v1/holds/{id}/void");
-    s.post_ok(&void, &json!({"idempotencyKey": "v1"})).await;
+    s.accepted(&void, &json!({"idempotencyKey": "v1"})).await;
     s.drain().await;
     let b = s.balances("alice").await;
     assert_eq!(
@@ -272,12 +266,12 @@ async fn a_hold_reserves_then_captures_in_parts_and_voids_the_rest() {
     // A fully captured hold: void refused with hold_captured.
     let hold2 = json!({"hold": {"source_account_id": "alice", "destination_account_id": "shop",
         "amount": "5.00", "currency": "USD", "expiresAt": expires}, "idempotencyKey": "h2"});
-    let id2 = s.post_ok("/api/v1/holds", &hold2).await["transactionId"]
+    let id2 = s.accepted("/api/v1/holds", &hold2).await["transactionId"]
         .as_str()
         .unwrap()
         .to_string();
     s.drain().await;
-    s.post_ok(
+    s.accepted(
         &format!("/api/v1/holds/{id2}/capture"),
         &capture("c5", None),
     )
@@ -325,7 +319,7 @@ async fn an_expired_hold_releases_at_the_next_posting_and_in_the_sweep() {
     for (key, src) in [("ha", "alice"), ("hb", "bob")] {
         let hold = json!({"hold": {"source_account_id": src, "destination_account_id": "world",
             "amount": "50.00", "expiresAt": soon}, "idempotencyKey": key});
-        s.post_ok("/api/v1/holds", &hold).await;
+        s.accepted("/api/v1/holds", &hold).await;
     }
     s.drain().await;
     assert_eq!(s.balances("alice").await["available"], "0.00");
@@ -402,13 +396,13 @@ async fn refunds_are_bounded_linked_and_obey_the_payers_limit() {
     s.submit("fund", "world", "customer", "100.00").await;
     s.drain().await;
     let card = s
-        .post_ok("/api/v1/transactions", &card_payment("card", "0.50"))
+        .accepted("/api/v1/transactions", &card_payment("card", "0.50"))
         .await;
     s.drain().await;
     let id = card["transactionId"].as_str().unwrap();
     let refunds = format!("/api/v1/transactions/{id}/refunds");
 
-    s.post_ok(
+    s.accepted(
         &refunds,
         &json!({"idempotencyKey": "r1", "amount": "30.00", "leg": 0}),
     )
@@ -442,11 +436,11 @@ async fn refunds_are_bounded_linked_and_obey_the_payers_limit() {
     // unless the platform pays for it.
     s.submit("payout", "merchant", "world", "67.00").await;
     s.drain().await;
-    s.post_ok(&refunds, &json!({"idempotencyKey": "r3", "leg": 0}))
+    s.accepted(&refunds, &json!({"idempotencyKey": "r3", "leg": 0}))
         .await;
     s.drain().await;
     assert_eq!(s.status_of("r3").await["failureCode"], "insufficient_funds");
-    s.post_ok(
+    s.accepted(
         &refunds,
         &json!({"idempotencyKey": "r4", "leg": 0, "fundingAccountId": "platform"}),
     )
@@ -469,7 +463,7 @@ async fn refunds_are_bounded_linked_and_obey_the_payers_limit() {
             .1,
         "refund_exceeds_remaining"
     );
-    s.post_ok(&refunds, &json!({"idempotencyKey": "r6"})).await;
+    s.accepted(&refunds, &json!({"idempotencyKey": "r6"})).await;
     s.drain().await;
     let r6 = s.status_of("r6").await;
     assert_eq!(
@@ -531,7 +525,7 @@ async fn a_backdated_transfer_counts_from_its_value_date() {
     let three_days_ago = Utc::now() - chrono::Duration::days(3);
     let body = json!({"transaction": {"source_account_id": "world", "destination_account_id": "alice",
         "amount": "5.00", "currency": "USD", "effectiveAt": three_days_ago.to_rfc3339()}, "idempotencyKey": "old"});
-    s.post_ok("/api/v1/transactions", &body).await;
+    s.accepted("/api/v1/transactions", &body).await;
     s.drain().await;
     let old = s.status_of("old").await;
     assert_ne!(
@@ -603,7 +597,7 @@ async fn bulk_intake_answers_each_item_in_order() {
         {"transaction": {"source_account_id": "world"}, "idempotencyKey": "b3"},
         item("b4", "alice", "bob", "4.00"),
     ]});
-    let r = s.post_ok("/api/v1/transactions/bulk", &items).await;
+    let r = s.accepted("/api/v1/transactions/bulk", &items).await;
     let statuses: Vec<(&str, &str)> = r["results"]
         .as_array()
         .unwrap()
@@ -634,7 +628,7 @@ async fn bulk_intake_answers_each_item_in_order() {
     assert_eq!(s.balance("alice").await, "6.00");
     assert_eq!(s.balance("bob").await, "4.00");
     // The same request again: the accepted items replay, nothing posts twice.
-    let again = s.post_ok("/api/v1/transactions/bulk", &items).await;
+    let again = s.accepted("/api/v1/transactions/bulk", &items).await;
     assert_eq!(again["results"][0]["status"], "REPLAYED");
     assert_eq!(
         again["results"][0]["messageId"],
@@ -647,7 +641,7 @@ async fn bulk_intake_answers_each_item_in_order() {
     crate::flows::flush_prefix(&s.env.clients.config.redis_key_prefix).await;
     let mut changed = items.clone();
     changed["items"][4] = item("b4", "alice", "bob", "4.50");
-    let after_loss = s.post_ok("/api/v1/transactions/bulk", &changed).await;
+    let after_loss = s.accepted("/api/v1/transactions/bulk", &changed).await;
     assert_eq!(after_loss["results"][0]["status"], "REPLAYED");
     assert_eq!(
         after_loss["results"][0]["transactionId"],
@@ -661,7 +655,7 @@ async fn bulk_intake_answers_each_item_in_order() {
     let atomic = json!({"atomic": true, "idempotencyKey": "atomic-1", "reference": "batch-7", "items": [
         {"transaction": {"source_account_id": "alice", "destination_account_id": "bob", "amount": "6.00"}},
         {"transaction": {"source_account_id": "alice", "destination_account_id": "bob", "amount": "0.01"}}]});
-    let a = s.post_ok("/api/v1/transactions/bulk", &atomic).await;
+    let a = s.accepted("/api/v1/transactions/bulk", &atomic).await;
     assert_eq!(
         (a["atomic"].as_bool(), a["legs"].as_u64()),
         (Some(true), Some(2))
@@ -725,16 +719,16 @@ async fn reconciliation_sees_legs_refunds_and_value_dates() {
     }
     s.submit("fund", "world", "customer", "100.00").await;
     let card = s
-        .post_ok("/api/v1/transactions", &card_payment("card-1", "0.50"))
+        .accepted("/api/v1/transactions", &card_payment("card-1", "0.50"))
         .await;
     // A sale the merchant made two days ago, recorded today with its value date.
     let two_days_ago = Utc::now() - chrono::Duration::days(2);
-    s.post_ok("/api/v1/transactions", &json!({"transaction": {"source_account_id": "world",
+    s.accepted("/api/v1/transactions", &json!({"transaction": {"source_account_id": "world",
         "destination_account_id": "merchant", "amount": "5.00", "currency": "USD",
         "reference": "late-sale", "effectiveAt": two_days_ago.to_rfc3339()}, "idempotencyKey": "late"})).await;
     s.drain().await;
     let id = card["transactionId"].as_str().unwrap();
-    s.post_ok(&format!("/api/v1/transactions/{id}/refunds"),
+    s.accepted(&format!("/api/v1/transactions/{id}/refunds"),
         &json!({"idempotencyKey": "refund-1", "amount": "30.00", "leg": 0, "reference": "refund-1"})).await;
     s.drain().await;
 
@@ -791,19 +785,19 @@ async fn racing_refunds_and_captures_are_decided_once_by_the_ledger() {
         .to_string();
     let refunds = format!("/api/v1/transactions/{sale}/refunds");
     // Both pass intake's early check (nothing refunded yet); the ledger decides them in order.
-    s.post_ok(
+    s.accepted(
         &refunds,
         &json!({"idempotencyKey": "r1", "amount": "30.00"}),
     )
     .await;
-    s.post_ok(
+    s.accepted(
         &refunds,
         &json!({"idempotencyKey": "r2", "amount": "30.00"}),
     )
     .await;
     // And a hold captured twice for more than it holds in total.
     let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let hold = s.post_ok("/api/v1/holds", &json!({"hold": {"source_account_id": "alice",
+    let hold = s.accepted("/api/v1/holds", &json!({"hold": {"source_account_id": "alice",
         "destination_account_id": "shop", "amount": "50.00", "currency": "USD", "expiresAt": expires},
         "idempotencyKey": "h"})).await;
     s.drain().await;
@@ -811,12 +805,12 @@ async fn racing_refunds_and_captures_are_decided_once_by_the_ledger() {
         "/api/v1/holds/{}/capture",
         hold["transactionId"].as_str().unwrap()
     );
-    s.post_ok(
+    s.accepted(
         &capture,
         &json!({"idempotencyKey": "c1", "amount": "30.00"}),
     )
     .await;
-    s.post_ok(
+    s.accepted(
         &capture,
         &json!({"idempotencyKey": "c2", "amount": "30.00"}),
     )

@@ -91,7 +91,8 @@ impl Spec {
         let content = response["content"].get(media).ok_or_else(|| {
             format!("{method} {template} {status}: media type {media:?} is not documented")
         })?;
-        if media.ends_with("json") {
+        // (Not application/x-ndjson: JSON lines are documented as text.)
+        if media == "application/json" || media.ends_with("+json") {
             let instance: Value = serde_json::from_slice(body).unwrap();
             let schema = &content["schema"];
             let root = json!({
@@ -473,6 +474,26 @@ async fn every_response_matches_openapi() {
     c.get("/api/v1/transactions/status/hold-1").await; // a HOLD
     c.get(&format!("/api/v1/transactions/{legs_id}")).await; // with its refund
     c.get("/api/v1/accounts/alice/ledger").await;
+    // Search and export: pages (COMPLETED and FAILED items), both formats, the cap's absence,
+    // bad filters and no token.
+    let (status, found) = c.get("/api/v1/transactions?limit=3").await;
+    assert_eq!(status, StatusCode::OK);
+    let cursor = found["nextCursor"].as_str().unwrap().to_string();
+    c.get(&format!("/api/v1/transactions?limit=500&cursor={cursor}"))
+        .await;
+    c.get("/api/v1/transactions?status=FAILED&accountId=alice")
+        .await;
+    c.get("/api/v1/transactions?kind=refund&metadata%5Border%5D=x")
+        .await;
+    c.get("/api/v1/transactions?amountMin=2&amountMax=1").await; // 400 invalid_range
+    c.get("/api/v1/transactions?kind=nope").await; // 400
+    c.get_as(None, "/api/v1/transactions").await; // 401
+    c.get("/api/v1/transactions/export?format=csv&accountId=alice")
+        .await;
+    c.get("/api/v1/transactions/export?format=jsonl").await;
+    c.get("/api/v1/transactions/export").await; // 400 missing_parameter
+    c.get_as(None, "/api/v1/transactions/export?format=csv")
+        .await; // 401
     c.get("/api/v1/accounts/alice/balance").await;
 
     // Reconciliation.

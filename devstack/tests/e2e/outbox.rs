@@ -49,12 +49,6 @@ impl Stack {
             .collect()
     }
 
-    async fn accepted(&self, path: &str, body: &Value) -> Value {
-        let (status, body) = self.api.post(path, body).await.parts();
-        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {body}");
-        body
-    }
-
     async fn get_ok(&self, path: &str) -> Value {
         let (status, body) = self.api.get(path).await.parts();
         assert_eq!(status, StatusCode::OK, "{path}: {body}");

@@ -257,6 +257,15 @@ pub fn query_params(
     parts: Option<&str>,
     allowed: &[&str],
 ) -> Result<Vec<(String, String)>, Problem> {
+    query_params_matching(parts, allowed, |_| false)
+}
+
+/// `query_params`, also taking the names `also` accepts (a family such as `metadata[key]`).
+pub fn query_params_matching(
+    parts: Option<&str>,
+    allowed: &[&str],
+    also: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, Problem> {
     let mut out = Vec::new();
     for pair in parts.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -281,7 +290,7 @@ pub fn query_params(
             )
             .field(k.replace('\0', "")));
         }
-        if !allowed.contains(&k.as_str()) {
+        if !allowed.contains(&k.as_str()) && !also(&k) {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "unknown_parameter",

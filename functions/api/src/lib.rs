@@ -11,6 +11,7 @@ mod operations;
 pub mod problem;
 mod refunds;
 mod runs;
+mod search;
 mod statements;
 mod transactions;
 
@@ -38,7 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}/balance", get(accounts::balance))
         .route("/accounts/{id}/ledger", get(accounts::ledger))
         .route("/accounts/{id}/holds", get(holds::list))
-        .route("/transactions", post(transactions::submit))
+        .route(
+            "/transactions",
+            post(transactions::submit).get(search::list),
+        )
+        .route("/transactions/export", get(search::export))
         .route(
             "/transactions/bulk",
             post(bulk::submit).layer(DefaultBodyLimit::max(max_bulk)),

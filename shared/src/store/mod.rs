@@ -14,6 +14,7 @@ pub mod reconcile_requests;
 pub mod reconciliation;
 pub mod roles;
 pub mod runs;
+pub mod search;
 pub mod statements;
 pub mod tls;
 pub mod transactions;

@@ -79,7 +79,7 @@ pub struct TransactionRecord {
     pub refunds: Vec<RefundRecord>,
 }
 
-const RECORD_COLUMNS: &str = "t.id, t.client_id, t.idempotency_key, t.kind, t.source_account_id,
+pub(super) const RECORD_COLUMNS: &str = "t.id, t.client_id, t.idempotency_key, t.kind, t.source_account_id,
     t.destination_account_id, t.amount, t.currency::text AS currency, t.legs, t.reference,
     t.description, t.metadata, t.status, t.failure_code, t.accepted_at, t.posted_at,
     t.effective_at, t.parent_id,
@@ -149,7 +149,7 @@ fn decimal(v: &Value) -> Result<Decimal, StoreError> {
         .ok_or_else(|| StoreError::Decode(format!("decimal {v}")))
 }
 
-fn record(r: &tokio_postgres::Row) -> Result<TransactionRecord, StoreError> {
+pub(super) fn record(r: &tokio_postgres::Row) -> Result<TransactionRecord, StoreError> {
     let kind: String = r.get("kind");
     let entries: Value = r.get("entries");
     let refunds: Value = r.get("refunds");
