@@ -20,6 +20,7 @@ pub mod store;
 pub mod telemetry;
 pub mod transfers;
 pub mod validation;
+pub mod webhooks;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

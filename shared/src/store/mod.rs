@@ -2,7 +2,9 @@
 
 pub mod accounts;
 pub mod dead_letters;
+pub mod deliveries;
 pub mod discrepancies;
+pub mod events;
 pub mod holds;
 pub mod intake;
 pub mod invariants;
@@ -14,6 +16,7 @@ pub mod runs;
 pub mod statements;
 pub mod tls;
 pub mod transactions;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
