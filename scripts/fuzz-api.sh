@@ -57,6 +57,9 @@ export REDIS_KEY_PREFIX="fuzz-$RUN_ID"
 # below it (201), and the transfers the run posts to it push it over (202, then polled).
 export PORT BIND=127.0.0.1 RECONCILE_INTERVAL_SECS=0 RECONCILE_QUEUED_INTERVAL_SECS=5
 export RECONCILE_SYNC_MAX_ITEMS=${FUZZ_SYNC_MAX_ITEMS:-8} RUST_LOG=${RUST_LOG:-warn}
+# Webhooks: fuzzed endpoints receive nothing. No dispatcher runs (DISPATCH_RUN_SECONDS=0), and URLs
+# are checked as in AWS (https, public addresses only), so the refusals are exercised too.
+export DISPATCH_RUN_SECONDS=0 WEBHOOK_ALLOW_PRIVATE_URLS=false
 
 ./target/debug/devstack run >"$OUT/devstack.log" 2>&1 &
 DEVSTACK=$!

@@ -3,6 +3,7 @@
 //! a rule nor a SQL statement. The Lambda functions and devstack call these.
 
 pub mod discrepancies;
+pub mod dispatch;
 pub mod intake;
 pub mod movement;
 pub mod posting;
