@@ -392,10 +392,19 @@ mod tests {
         .unwrap();
         assert!(c.webhooks.allow_private_urls);
         assert_eq!(c.webhooks.timeout, Duration::from_millis(500));
-        assert_eq!(c.webhooks.lease, Duration::from_millis(5500), "lease outlives the timeout");
+        assert_eq!(
+            c.webhooks.lease,
+            Duration::from_millis(5500),
+            "lease outlives the timeout"
+        );
         assert_eq!(c.webhooks.event_bus_name.as_deref(), Some("ledger-events"));
         let bad = [BASE.as_slice(), &[("WEBHOOK_ALLOW_PRIVATE_URLS", "yes")]].concat();
-        assert!(load(&bad).unwrap_err().to_string().contains("WEBHOOK_ALLOW_PRIVATE_URLS"));
+        assert!(
+            load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("WEBHOOK_ALLOW_PRIVATE_URLS")
+        );
     }
 
     #[test]

@@ -116,13 +116,7 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let e = envelope(
-            "evt_1",
-            "hold.created",
-            at,
-            "demo",
-            &json!({"id": "h1"}),
-        );
+        let e = envelope("evt_1", "hold.created", at, "demo", &json!({"id": "h1"}));
         assert_eq!(e["data"]["object"]["id"], "h1");
         assert_eq!(e["createdAt"], "2026-12-05T10:00:00Z");
         assert_eq!(e["clientId"], "demo");

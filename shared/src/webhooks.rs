@@ -57,7 +57,10 @@ mod tests {
         }
         // Never shrinks from one attempt to the next, whatever the jitter.
         for n in 1..40 {
-            assert!(backoff(n, base, max, 0.999) <= backoff(n + 1, base, max, 0.0), "{n}");
+            assert!(
+                backoff(n, base, max, 0.999) <= backoff(n + 1, base, max, 0.0),
+                "{n}"
+            );
         }
         assert_eq!(backoff(0, base, max, f64::NAN), Duration::from_secs(5));
     }

@@ -12,3 +12,4 @@ mod reconciliation;
 mod reconciliation_api;
 mod routes;
 mod scheduled;
+mod webhooks;

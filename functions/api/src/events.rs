@@ -19,10 +19,7 @@ use crate::problem::{ApiResult, Problem, bad_parameter};
 use crate::webhooks::{delivery_json, endpoint_id, endpoint_not_found, optional_json};
 
 fn event_not_found() -> Problem {
-    Problem::not_found(
-        "event_not_found",
-        "no event with this id (for this client)",
-    )
+    Problem::not_found("event_not_found", "no event with this id (for this client)")
 }
 
 fn invalid_cursor() -> Problem {
@@ -57,14 +54,23 @@ pub async fn list(
             }
             _ => {
                 let t = EventType::parse(&v).ok_or_else(|| {
-                    bad_parameter("type", "type is one of the event types (see the API reference)")
+                    bad_parameter(
+                        "type",
+                        "type is one of the event types (see the API reference)",
+                    )
                 })?;
                 event_type = Some(t.as_str());
             }
         }
     }
-    let rows = events::list(&state.db, &client, event_type, before.as_ref(), limit as i64 + 1)
-        .await?;
+    let rows = events::list(
+        &state.db,
+        &client,
+        event_type,
+        before.as_ref(),
+        limit as i64 + 1,
+    )
+    .await?;
     let more = rows.len() > limit;
     let page_rows = &rows[..rows.len().min(limit)];
     let next = more

@@ -73,7 +73,10 @@ pub fn router(state: AppState) -> Router {
             "/webhook-endpoints/{id}/rotate-secret",
             post(webhooks::rotate_secret),
         )
-        .route("/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhook-endpoints/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/webhook-deliveries/{id}", get(webhooks::delivery))
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::get))

@@ -19,7 +19,9 @@ use shared::webhooks::{ALL_TYPES, signature};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::extract::{ClientId, JsonBody, PathParam, RawBody, media_type, page, parse_json, query_params};
+use crate::extract::{
+    ClientId, JsonBody, PathParam, RawBody, media_type, page, parse_json, query_params,
+};
 use crate::problem::{ApiResult, Problem, bad_parameter};
 
 /// The longest description an endpoint may carry.
@@ -71,7 +73,10 @@ fn event_types(given: Vec<String>) -> ApiResult<Vec<String>> {
             return Err(Problem::unprocessable(
                 "unknown_event_type",
                 &format!("eventTypes[{i}]"),
-                format!("unknown event type; use \"*\" or one of: {}", known.join(", ")),
+                format!(
+                    "unknown event type; use \"*\" or one of: {}",
+                    known.join(", ")
+                ),
             ));
         }
         if !out.contains(&t) {
@@ -131,7 +136,12 @@ pub async fn create(
     let mut body = endpoint_json(&endpoint);
     body["secret"] = json!(secret);
     let location = format!("/api/v1/webhook-endpoints/{}", endpoint.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
 }
 
 pub async fn list(

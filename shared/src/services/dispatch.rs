@@ -77,7 +77,8 @@ impl Dispatcher {
     pub async fn fan_out(&self) -> Result<FanOut, StoreError> {
         let mut total = FanOut::default();
         loop {
-            let done = deliveries::fan_out(&self.db, FAN_OUT_CHUNK, self.settings.retry_period).await?;
+            let done =
+                deliveries::fan_out(&self.db, FAN_OUT_CHUNK, self.settings.retry_period).await?;
             total.events += done.events;
             total.deliveries += done.deliveries;
             if (done.events as i64) < FAN_OUT_CHUNK {

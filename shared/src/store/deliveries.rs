@@ -63,7 +63,7 @@ pub async fn fan_out(
         .execute(
             "INSERT INTO webhook_deliveries
                  (endpoint_id, client_id, event_seq, status, next_attempt_at, give_up_at)
-             SELECT w.id, e.client_id, e.seq, 'PENDING', now(), now() + $2 * interval '1 second'
+             SELECT w.id, e.client_id, e.seq, 'PENDING', now(), now() + $2::float8 * interval '1 second'
              FROM unnest($1::bigint[]) WITH ORDINALITY AS b(seq, ord)
              JOIN events e ON e.seq = b.seq
              JOIN webhook_endpoints w ON w.client_id = e.client_id AND w.status = 'ENABLED'
@@ -103,11 +103,7 @@ pub struct Claimed {
 /// and not leased, and leases them for `lease`. The UPDATE re-checks status and lease on the row it
 /// locks (READ COMMITTED re-evaluates its WHERE on a row another dispatcher changed), so two
 /// dispatchers never claim the same delivery while its lease lasts.
-pub async fn claim(
-    pool: &PgPool,
-    limit: i64,
-    lease: Duration,
-) -> Result<Vec<Claimed>, StoreError> {
+pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
@@ -123,7 +119,7 @@ pub async fn claim(
                      ORDER BY h.next_attempt_at LIMIT $1),
                  claimed AS (
                      UPDATE webhook_deliveries d
-                     SET leased_until = now() + $2 * interval '1 second'
+                     SET leased_until = now() + $2::float8 * interval '1 second'
                      FROM heads
                      WHERE d.id = heads.id AND d.status = 'PENDING'
                        AND (d.leased_until IS NULL OR d.leased_until <= now())
@@ -182,11 +178,11 @@ pub async fn record_attempt(
                      last_attempt_at = $3, last_status_code = $4, last_error = $5,
                      leased_until = NULL,
                      status = CASE WHEN $6 THEN 'SUCCEEDED'
-                                   WHEN now() + $7 * interval '1 second' > give_up_at THEN 'FAILED'
+                                   WHEN now() + $7::float8 * interval '1 second' > give_up_at THEN 'FAILED'
                                    ELSE 'PENDING' END,
                      next_attempt_at = CASE WHEN $6 THEN next_attempt_at
-                                            ELSE now() + $7 * interval '1 second' END,
-                     completed_at = CASE WHEN $6 OR now() + $7 * interval '1 second' > give_up_at
+                                            ELSE now() + $7::float8 * interval '1 second' END,
+                     completed_at = CASE WHEN $6 OR now() + $7::float8 * interval '1 second' > give_up_at
                                          THEN now() END
                  WHERE id = $1 AND attempts = $2 AND status = 'PENDING'
                  RETURNING id, attempts, status),
@@ -378,7 +374,7 @@ pub async fn redeliver(
         .query(
             "INSERT INTO webhook_deliveries (endpoint_id, client_id, event_seq, status,
                  next_attempt_at, give_up_at, redelivery)
-             SELECT w.id, w.client_id, $3, 'PENDING', now(), now() + $5 * interval '1 second', true
+             SELECT w.id, w.client_id, $3, 'PENDING', now(), now() + $5::float8 * interval '1 second', true
              FROM webhook_endpoints w
              WHERE w.client_id = $1 AND w.status = 'ENABLED'
                AND CASE WHEN $2::uuid IS NULL THEN w.event_types && ARRAY[$4::text, '*']

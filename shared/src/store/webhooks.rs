@@ -165,9 +165,9 @@ pub async fn rotate_secret(
         .query_opt(
             &format!(
                 "UPDATE webhook_endpoints
-                 SET previous_secret = CASE WHEN $4 > 0 THEN secret END,
-                     previous_secret_expires_at =
-                         CASE WHEN $4 > 0 THEN now() + $4 * interval '1 second' END,
+                 SET previous_secret = CASE WHEN $4::float8 > 0 THEN secret END,
+                     previous_secret_expires_at = CASE WHEN $4::float8 > 0
+                         THEN now() + $4::float8 * interval '1 second' END,
                      secret = $3, updated_at = now()
                  WHERE id = $1 AND client_id = $2 RETURNING {COLUMNS}"
             ),

@@ -30,6 +30,12 @@ pub struct CheckedResolver {
     allow_private: bool,
 }
 
+impl CheckedResolver {
+    pub fn new(allow_private: bool) -> Self {
+        Self { allow_private }
+    }
+}
+
 impl tower::Service<Name> for CheckedResolver {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;
@@ -42,9 +48,8 @@ impl tower::Service<Name> for CheckedResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()
@@ -54,7 +59,11 @@ impl tower::Service<Name> for CheckedResolver {
                 let ips: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    format!("{REFUSED_ADDRESS}: {} resolves to {}", name.as_str(), ips.join(", ")),
+                    format!(
+                        "{REFUSED_ADDRESS}: {} resolves to {}",
+                        name.as_str(),
+                        ips.join(", ")
+                    ),
                 ));
             }
             Ok(allowed.into_iter())
@@ -97,7 +106,7 @@ impl Sender {
     /// response's head.
     pub fn new(timeout: Duration, allow_private: bool) -> anyhow::Result<Self> {
         crate::store::tls::install_default_provider();
-        let mut http = HttpConnector::new_with_resolver(CheckedResolver { allow_private });
+        let mut http = HttpConnector::new_with_resolver(CheckedResolver::new(allow_private));
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -136,7 +145,8 @@ impl Sender {
     }
 
     async fn attempt(&self, out: Outgoing<'_>) -> Result<u16, String> {
-        let uri: Uri = validate_url(out.url, self.allow_private).map_err(|e| e.to_string())?;
+        let uri: Uri =
+            validate_url(out.url, self.allow_private).map_err(|e| format!("refused URL: {e}"))?;
         if let Some(ip) = uri.host().and_then(literal_ip)
             && !self.allow_private
             && !is_public(ip)

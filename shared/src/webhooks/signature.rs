@@ -131,10 +131,17 @@ mod tests {
             Err(VerifyError::TimestampOutsideTolerance)
         );
         for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1,v1=zz", "garbage"] {
-            assert_eq!(verify(bad, body, &[&new], 300, 1), Err(VerifyError::Malformed), "{bad}");
+            assert_eq!(
+                verify(bad, body, &[&new], 300, 1),
+                Err(VerifyError::Malformed),
+                "{bad}"
+            );
         }
         // A changed timestamp breaks the signature even inside the tolerance.
         let forged = h.replacen("t=1000", "t=1001", 1);
-        assert_eq!(verify(&forged, body, &[&new], 300, 1000), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(&forged, body, &[&new], 300, 1000),
+            Err(VerifyError::NoMatch)
+        );
     }
 }
