@@ -9,8 +9,8 @@ mod decide;
 mod invariants;
 
 pub use batch::{
-    BalanceUpdate, BatchPlan, EntryRow, HoldUpdate, NewHold, Outcome, Recorded, RecordedKeys,
-    RefundRow, Settlement, TransactionRow, plan_batch,
+    BalanceUpdate, BatchPlan, EntryRow, EventSubject, HoldUpdate, NewHold, Outcome, PlannedEvent,
+    Recorded, RecordedKeys, RefundRow, Settlement, TransactionRow, plan_batch,
 };
 pub use book::{Book, HoldState, HoldStatus, LockedAccount, RefundableLeg};
 pub use decide::{Decided, Decision, HoldChange, Posting, decide};

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
+pub mod monitors;
 pub mod queue;
 pub mod reconcile;
 pub mod retry;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod telemetry;
 pub mod transfers;
 pub mod validation;
+pub mod views;
 pub mod webhooks;
 
 #[cfg(feature = "testkit")]

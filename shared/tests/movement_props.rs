@@ -10,8 +10,14 @@ use chrono::{Duration, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use shared::accounts::OverdraftLimit;
-use shared::ledger::{Book, HoldStatus, LockedAccount, Outcome, RefundableLeg, plan_batch};
+use shared::events::EventType;
+use shared::ledger::{
+    Book, EventSubject, HoldStatus, LockedAccount, Outcome, RefundableLeg, plan_batch,
+};
 use shared::money::Currency;
+use shared::monitors::{
+    Condition, Monitor, MonitorField, MonitorState, MonitorStatus, initial_state,
+};
 use shared::transfers::{IdempotencyKey, Leg, Operation, TransferDraft, TransferMessage};
 use uuid::Uuid;
 
@@ -86,6 +92,24 @@ proptest! {
             })).collect::<HashMap<_, _>>(),
             now,
         );
+        // A BELOW monitor (available < 0, no hysteresis) and a CROSSING one (posted around 5, band
+        // 1) on every limited account: carried from batch to batch as the store would.
+        for (i, account) in ACCOUNTS.iter().enumerate().take(4).skip(1) {
+            let monitor = |n: u128, condition, field, threshold: Decimal, hysteresis| {
+                let (state, _) = initial_state(condition, threshold, Decimal::ZERO);
+                Monitor {
+                    id: Uuid::from_u128(n), client_id: "c".into(), account_id: account.to_string(),
+                    currency: "USD".into(), field, condition, threshold, hysteresis, description: None,
+                    status: MonitorStatus::Active, state, value: Decimal::ZERO, evaluated_at: now,
+                    triggered_count: 0, last_triggered_at: None, last_cleared_at: None, created_at: now,
+                }
+            };
+            book.monitors.insert(account.to_string(), vec![
+                monitor(i as u128 * 10, Condition::Below, MonitorField::Available, Decimal::ZERO, Decimal::ZERO),
+                monitor(i as u128 * 10 + 1, Condition::Crossing, MonitorField::Posted, money(500), money(100)),
+            ]);
+        }
+        let mut fired: HashMap<Uuid, Vec<EventType>> = HashMap::new();
         // What earlier batches placed and posted, for later steps to name.
         let mut holds: Vec<(Uuid, LegSpec)> = Vec::new();
         let mut posted: Vec<(Uuid, Vec<LegSpec>)> = Vec::new();
@@ -177,6 +201,41 @@ proptest! {
             }
             let total: Decimal = book.accounts.values().map(|a| a.balance).sum();
             prop_assert_eq!(total, Decimal::ZERO);
+            // One event per decided message, and monitors' events alternate (a BELOW monitor
+            // never fires twice without clearing in between) and end in the state the final
+            // balance puts them in.
+            let decided = plan.outcomes.iter().filter(|o| !matches!(o, Outcome::AlreadyRecorded { .. })).count();
+            let about_messages = plan.events.iter().filter(|e| !matches!(e.subject, EventSubject::Monitor(_)) && e.event_type != EventType::HoldExpired).count();
+            prop_assert_eq!(about_messages, decided);
+            for e in &plan.events {
+                if let EventSubject::Monitor(m) = &e.subject {
+                    fired.entry(m.id).or_default().push(e.event_type);
+                }
+            }
+            for m in &plan.monitor_updates {
+                let list = book.monitors.get_mut(&m.account_id).unwrap();
+                *list.iter_mut().find(|x| x.id == m.id).unwrap() = m.clone();
+            }
+            for (name, monitors) in &book.monitors {
+                let a = &book.accounts[name];
+                for m in monitors {
+                    let value = m.watched(a.balance, a.pending);
+                    match m.condition {
+                        Condition::Below => prop_assert_eq!(m.state == MonitorState::Triggered, value < Decimal::ZERO),
+                        _ => prop_assert!(
+                            (value < money(400) && m.state == MonitorState::Below)
+                                || (value >= money(600) && m.state == MonitorState::Above)
+                                || (value >= money(400) && value < money(600)),
+                            "crossing monitor on the wrong side"),
+                    }
+                    let events = fired.get(&m.id).map(Vec::as_slice).unwrap_or(&[]);
+                    if m.condition == Condition::Below {
+                        prop_assert!(events.windows(2).all(|w| w[0] != w[1]), "a BELOW monitor fired twice in a row");
+                    }
+                    let triggered = events.iter().filter(|e| **e == EventType::MonitorTriggered).count();
+                    prop_assert_eq!(triggered as i32, m.triggered_count);
+                }
+            }
         }
     }
 }

@@ -157,6 +157,11 @@ async fn every_event_fixture_runs_through_its_handler() {
         api(name, StatusCode::NOT_FOUND).await;
     }
     api("list-events", StatusCode::OK).await;
+    // A balance monitor on alice, listed.
+    let monitor = api("create-monitor", StatusCode::CREATED).await;
+    assert_eq!(monitor["condition"], "BELOW");
+    let monitors = api("list-monitors", StatusCode::OK).await;
+    assert_eq!(monitors["monitors"][0]["id"], monitor["id"]);
     let event: serde_json::Value =
         serde_json::from_str(&read("scheduler/reconcile-daily.json")).unwrap();
     let summary = reconciler::handle(&s.env.clients, event).await.unwrap();

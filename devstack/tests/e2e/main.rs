@@ -8,6 +8,7 @@ mod flows;
 mod helpers;
 mod money;
 mod openapi;
+mod outbox;
 mod reconciliation;
 mod reconciliation_api;
 mod routes;

@@ -443,6 +443,32 @@ async fn every_response_matches_openapi() {
     c.get("/api/v1/accounts/alice/holds?limit=1").await; // 200
     c.get("/api/v1/accounts/alice/holds?status=PENDING").await; // 400
     c.get("/api/v1/accounts/nobody/holds").await; // 404
+    // Balance monitors.
+    let monitor = c
+        .post(
+            "/api/v1/monitors",
+            json!({"accountId": "alice", "condition": "BELOW", "threshold": "10.00", "hysteresis": 1}),
+        )
+        .await; // 201
+    let monitor_id = monitor.1["id"].as_str().unwrap().to_string();
+    c.post(
+        "/api/v1/monitors",
+        json!({"accountId": "alice", "condition": "BELOW", "threshold": "0.001"}),
+    )
+    .await; // 422
+    c.post(
+        "/api/v1/monitors",
+        json!({"accountId": "nobody", "condition": "ABOVE", "threshold": "1"}),
+    )
+    .await; // 404
+    c.get("/api/v1/monitors?accountId=alice&limit=1").await; // 200
+    c.get("/api/v1/monitors?cursor=x").await; // 400
+    c.get(&format!("/api/v1/monitors/{monitor_id}")).await; // 200
+    c.get("/api/v1/monitors/00000000-0000-0000-0000-000000000000")
+        .await; // 404
+    c.post(&format!("/api/v1/monitors/{monitor_id}/disable"), json!({}))
+        .await; // 200
+    c.post("/api/v1/monitors/nope/disable", json!({})).await; // 404
     c.get("/api/v1/transactions/status/refund-1").await; // a REFUND
     c.get("/api/v1/transactions/status/hold-1").await; // a HOLD
     c.get(&format!("/api/v1/transactions/{legs_id}")).await; // with its refund

@@ -826,7 +826,10 @@ async fn private_addresses_are_refused_without_the_allowance() {
         create_endpoint(&s.api, &url, &["*"]).await;
     }
     write_event(&s, DEMO_CLIENT, "transfer.completed", "ssrf").await;
-    let d = dispatcher(&s, |c| c.allow_private_urls = false);
+    let d = dispatcher(&s, |c| {
+        c.allow_private_urls = false;
+        c.backoff_base = Duration::from_secs(60);
+    });
     d.run(Duration::from_secs(1)).await;
     assert!(rx.received("/a").is_empty() && rx.log.lock().unwrap().is_empty());
     let endpoints = s.api.get("/api/v1/webhook-endpoints").await.body;

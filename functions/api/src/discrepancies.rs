@@ -3,10 +3,8 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::money::format_amount;
 use shared::reconcile::discrepancies::{
     DiscrepancyFilter, HistoryEntry, StatusChange, StoredDiscrepancy,
 };
@@ -14,42 +12,12 @@ use shared::reconcile::findings::FindingKind;
 use shared::reconcile::workflow::DiscrepancyStatus;
 use shared::services::discrepancies::{self, Action};
 use shared::store::discrepancies as store;
+use shared::views;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
 use crate::problem::{ApiResult, Problem, bad_parameter};
-
-fn amount(value: Option<Decimal>, currency: Option<&str>) -> Value {
-    match value {
-        Some(v) => json!(format_amount(v, currency.unwrap_or(""))),
-        None => Value::Null,
-    }
-}
-
-pub fn discrepancy_json(d: &StoredDiscrepancy) -> Value {
-    json!({
-        "id": d.id,
-        "kind": d.kind,
-        "status": d.status,
-        "accountId": d.account_id,
-        "bookedOn": d.booked_on,
-        "statementLineId": d.statement_line_id,
-        "externalId": d.external_id,
-        "transactionIds": d.transaction_ids,
-        "expected": amount(d.expected, d.currency.as_deref()),
-        "actual": amount(d.actual, d.currency.as_deref()),
-        "currency": d.currency,
-        "detail": d.detail,
-        "data": d.data,
-        "firstSeenRun": d.first_seen_run,
-        "lastSeenRun": d.last_seen_run,
-        "clearedByRun": d.cleared_by_run,
-        "resolution": d.resolution,
-        "createdAt": d.created_at,
-        "updatedAt": d.updated_at,
-    })
-}
 
 fn event_json(e: &HistoryEntry) -> Value {
     json!({
@@ -101,7 +69,7 @@ pub async fn list(
     let (items, next) =
         store::list_discrepancies(&state.db, &client, &filter, limit, cursor).await?;
     Ok(Json(json!({
-        "discrepancies": items.iter().map(discrepancy_json).collect::<Vec<_>>(),
+        "discrepancies": items.iter().map(views::discrepancy_json).collect::<Vec<_>>(),
         "nextCursor": next.map(|(at, id)| page::encode_cursor(at, id)),
     })))
 }
@@ -118,7 +86,7 @@ async fn load_discrepancy(
 }
 
 fn with_history(d: &StoredDiscrepancy, events: &[HistoryEntry]) -> Value {
-    let mut body = discrepancy_json(d);
+    let mut body = views::discrepancy_json(d);
     body["history"] = json!(events.iter().map(event_json).collect::<Vec<_>>());
     body
 }

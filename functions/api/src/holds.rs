@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shared::ledger::HoldStatus;
-use shared::money::format_amount;
 use shared::services::movement;
-use shared::store::holds::{self, HoldCursor, HoldRecord};
+use shared::store::holds::{self, HoldCursor};
 use shared::transfers::{Operation, TransferInput, parse_amount_json};
+use shared::views;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -91,7 +91,7 @@ pub async fn get(
     let hold = holds::get(&state.db, &client, hold_id(&id)?)
         .await?
         .ok_or_else(Problem::hold_not_found)?;
-    Ok(Json(hold_json(&hold.seen_at(Utc::now()))))
+    Ok(Json(views::hold_json(&hold.seen_at(Utc::now()))))
 }
 
 /// `GET /accounts/{id}/holds[?status=&limit=&cursor=]`: the holds placed on the account, newest
@@ -130,51 +130,12 @@ pub async fn list(
             .await?;
     let holds: Vec<Value> = holds
         .into_iter()
-        .map(|h| {
-            let mut v = hold_json(&h.seen_at(now));
-            if let Some(o) = v.as_object_mut() {
-                o.remove("events");
-            }
-            v
-        })
+        .map(|h| views::hold_json(&h.seen_at(now)))
         .collect();
     Ok(Json(json!({
         "holds": holds,
         "nextCursor": next.map(|c| page::encode_cursor(c.created_at, c.id)),
     })))
-}
-
-/// A hold as `seen_at` now.
-fn hold_json(h: &HoldRecord) -> Value {
-    let money = |d| format_amount(d, &h.state.currency);
-    let events: Vec<Value> = h
-        .events
-        .iter()
-        .map(|e| {
-            json!({
-                "type": e.kind.as_str(),
-                "transactionId": e.transaction_id,
-                "idempotencyKey": e.idempotency_key,
-                "amount": money(e.amount),
-                "at": e.at,
-            })
-        })
-        .collect();
-    json!({
-        "id": h.id,
-        "status": h.state.status.as_str(),
-        "idempotencyKey": h.idempotency_key,
-        "source_account_id": h.state.source_account_id,
-        "destination_account_id": h.state.destination_account_id,
-        "currency": h.state.currency,
-        "amount": money(h.state.amount),
-        "captured": money(h.state.captured),
-        "remaining": money(h.state.remaining()),
-        "expiresAt": h.state.expires_at,
-        "createdAt": h.created_at,
-        "closedAt": h.closed_at,
-        "events": events,
-    })
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ mod discrepancies;
 mod events;
 pub mod extract;
 mod holds;
+mod monitors;
 mod operations;
 pub mod problem;
 mod refunds;
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/holds/{id}", get(holds::get))
         .route("/holds/{id}/capture", post(holds::capture))
         .route("/holds/{id}/void", post(holds::void))
+        .route("/monitors", post(monitors::create).get(monitors::list))
+        .route("/monitors/{id}", get(monitors::get))
+        .route("/monitors/{id}/disable", post(monitors::disable))
         .route(
             "/statements",
             post(statements::import).layer(DefaultBodyLimit::max(max_statement)),

@@ -18,9 +18,10 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::accounts::visible_account;
-use crate::discrepancies::{discrepancy_json, parse_uuid};
+use crate::discrepancies::parse_uuid;
 use crate::extract::{Caller, ClientId, JsonBody, PathParam, query_params};
 use crate::problem::{ApiResult, Problem, bad_parameter};
+use shared::views::discrepancy_json;
 
 /// The body for a reconciliation that is queued, running, or failed (202 from the reconcile route,
 /// 200 from `GET /reconciliations/{id}` until the run exists).

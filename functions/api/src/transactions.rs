@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::accounts::AccountId;
 use shared::idempotency::Accepted;
-use shared::money::{Currency, format_amount};
+use shared::money::Currency;
 use shared::services::intake::{self, Intake};
 use shared::store::{accounts as account_store, intake as intake_store, transactions as tx_store};
 use shared::transfers::{IdempotencyKey, TransferInput, adjustment_of, status_path};
+use shared::views;
 
 use crate::AppState;
 use crate::extract::{ClientId, JsonBody, PathParam};
@@ -132,81 +132,6 @@ pub(crate) async fn source_currency(
         .and_then(|a| Currency::parse(&a.currency).ok()))
 }
 
-pub(crate) fn record_json(r: &tx_store::TransactionRecord) -> Value {
-    let money = |d| format_amount(d, &r.currency);
-    let legs = r.legs.clone().unwrap_or_else(|| {
-        json!([{
-            "leg": 0,
-            "source_account_id": r.source_account_id,
-            "destination_account_id": r.destination_account_id,
-            "amount": money(r.amount),
-            "currency": r.currency,
-        }])
-    });
-    let refunds: Vec<Value> = r
-        .refunds
-        .iter()
-        .map(|x| {
-            json!({
-                "transactionId": x.transaction_id,
-                "idempotencyKey": x.idempotency_key,
-                "leg": x.leg,
-                "amount": format_amount(x.amount, &x.currency),
-                "postedAt": x.posted_at,
-            })
-        })
-        .collect();
-    // In the transaction's currency (its first leg's); a refund of a leg in another currency
-    // is in `refunds` with its own amount.
-    let refunded: Decimal = r
-        .refunds
-        .iter()
-        .filter(|x| x.currency == r.currency)
-        .map(|x| x.amount)
-        .sum();
-    let mut body = json!({
-        "idempotencyKey": r.idempotency_key,
-        "status": r.status,
-        "transactionId": r.id,
-        "transaction": {
-            "id": r.id,
-            "kind": r.kind.as_str(),
-            "source_account_id": r.source_account_id,
-            "destination_account_id": r.destination_account_id,
-            "amount": money(r.amount),
-            "currency": r.currency,
-            "legs": legs,
-            "reference": r.reference,
-            "description": r.description,
-            "metadata": r.metadata,
-            "acceptedAt": r.accepted_at,
-            "postedAt": r.posted_at,
-            "effectiveAt": r.effective_at.unwrap_or(r.posted_at),
-            "parentId": r.parent_id,
-            "refunds": refunds,
-            "refunded": money(refunded),
-        },
-    });
-    if let Some(code) = &r.failure_code {
-        body["failureCode"] = json!(code);
-    } else {
-        let entries: Vec<Value> = r
-            .entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "accountId": e.account_id,
-                    "amount": format_amount(e.amount, &e.currency),
-                    "balanceAfter": format_amount(e.balance_after, &e.currency),
-                    "leg": e.leg,
-                })
-            })
-            .collect();
-        body["result"] = json!({ "entries": entries });
-    }
-    body
-}
-
 /// A recorded transaction by its id.
 pub async fn get(
     State(state): State<AppState>,
@@ -214,7 +139,7 @@ pub async fn get(
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
     match tx_store::find_by_id(&state.db, &client, transaction_id(&id)?).await? {
-        Some(record) => Ok(Json(record_json(&record))),
+        Some(record) => Ok(Json(views::transaction_json(&record))),
         None => Err(Problem::transaction_not_found()),
     }
 }
@@ -242,7 +167,7 @@ pub async fn status(
         return Err(not_found());
     }
     match tx_store::find_by_key(&state.db, &client, &key).await {
-        Ok(Some(record)) => return Ok(Json(record_json(&record))),
+        Ok(Some(record)) => return Ok(Json(views::transaction_json(&record))),
         Ok(None) => {}
         Err(db_error) => {
             let cached = state

@@ -9,10 +9,12 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::book::{Book, HoldStatus};
+use super::book::{Book, HoldState, HoldStatus};
 use super::decide::{Decided, HoldChange};
 use super::{Decision, FailureCode, TransferStatus, decide};
-use crate::transfers::TransferMessage;
+use crate::events::EventType;
+use crate::monitors::Monitor;
+use crate::transfers::{Operation, TransferMessage};
 
 /// What happened to one message of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +152,27 @@ pub struct Settlement<'a> {
     pub failure_code: Option<FailureCode>,
 }
 
+/// An event the batch writes into the outbox, in the order things happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedEvent {
+    pub event_type: EventType,
+    pub client_id: String,
+    pub subject: EventSubject,
+}
+
+/// What an event is about, as it was at that point of the batch (a hold captured twice in one
+/// batch has two events, each with the state after its capture).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventSubject {
+    /// A transaction of this batch, as recorded.
+    Transaction(Uuid),
+    Hold {
+        id: Uuid,
+        state: HoldState,
+    },
+    Monitor(Box<Monitor>),
+}
+
 /// What one batch writes, in message order, and what each message's sender is told.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchPlan<'a> {
@@ -162,6 +185,9 @@ pub struct BatchPlan<'a> {
     /// Sorted by hold id.
     pub hold_updates: Vec<HoldUpdate>,
     pub refunds: Vec<RefundRow>,
+    /// The monitors whose state changed, as the batch left them; sorted by id.
+    pub monitor_updates: Vec<Monitor>,
+    pub events: Vec<PlannedEvent>,
     /// One per message, in order.
     pub outcomes: Vec<Outcome>,
 }
@@ -182,6 +208,7 @@ pub fn plan_batch<'a>(
         pending_touched: BTreeSet::new(),
         placed: BTreeMap::new(),
         changed_holds: BTreeSet::new(),
+        changed_monitors: BTreeSet::new(),
         plan: BatchPlan::default(),
     };
     batch.expire_holds();
@@ -218,6 +245,8 @@ struct Batch<'a> {
     placed: BTreeMap<Uuid, String>,
     /// Existing holds this batch changed.
     changed_holds: BTreeSet<Uuid>,
+    /// Monitors whose state changed, by (account, index in the book's list).
+    changed_monitors: BTreeSet<(String, usize)>,
     plan: BatchPlan<'a>,
 }
 
@@ -226,7 +255,10 @@ impl<'a> Batch<'a> {
     /// reserves nothing, whether or not the scheduled sweep has run.
     fn expire_holds(&mut self) {
         let now = self.book.now;
-        for (id, hold) in self.book.holds.iter_mut() {
+        let mut released = BTreeSet::new();
+        let mut expired: Vec<(&Uuid, &mut HoldState)> = self.book.holds.iter_mut().collect();
+        expired.sort_unstable_by_key(|(id, _)| **id);
+        for (id, hold) in expired {
             if !hold.expired_at(now) {
                 continue;
             }
@@ -238,6 +270,92 @@ impl<'a> Batch<'a> {
             hold.status = HoldStatus::Expired;
             self.pending_touched.insert(hold.source_account_id.clone());
             self.changed_holds.insert(*id);
+            released.insert(hold.source_account_id.clone());
+            self.plan.events.push(PlannedEvent {
+                event_type: EventType::HoldExpired,
+                client_id: hold.client_id.clone(),
+                subject: EventSubject::Hold {
+                    id: *id,
+                    state: hold.clone(),
+                },
+            });
+        }
+        for account in &released {
+            self.evaluate_monitors(account);
+        }
+    }
+
+    /// Evaluates the monitors of `account_id` against its balances now, recording each change of
+    /// state and its event.
+    fn evaluate_monitors(&mut self, account_id: &str) {
+        let Some(account) = self.book.accounts.get(account_id) else {
+            return;
+        };
+        let (posted, pending) = (account.balance, account.pending);
+        let Some(monitors) = self.book.monitors.get_mut(account_id) else {
+            return;
+        };
+        for (i, monitor) in monitors.iter_mut().enumerate() {
+            let value = monitor.watched(posted, pending);
+            if let Some(event_type) = monitor.evaluate(value, self.book.now) {
+                self.changed_monitors.insert((account_id.to_string(), i));
+                self.plan.events.push(PlannedEvent {
+                    event_type,
+                    client_id: monitor.client_id.clone(),
+                    subject: EventSubject::Monitor(Box::new(monitor.clone())),
+                });
+            }
+        }
+    }
+
+    /// The events of a message decided now: what it did, then what it changed in monitors.
+    fn record_events(&mut self, m: &TransferMessage, decided: Option<&Decided>) {
+        let subject_hold = |id: Uuid, book: &Book| EventSubject::Hold {
+            id,
+            state: book.holds[&id].clone(),
+        };
+        let (event_type, subject) = match (decided, &m.transfer.operation) {
+            (None, _) => (
+                EventType::TransferFailed,
+                EventSubject::Transaction(m.transaction_id),
+            ),
+            (Some(_), Operation::Transfer) => (
+                EventType::TransferCompleted,
+                EventSubject::Transaction(m.transaction_id),
+            ),
+            (Some(_), Operation::Refund { .. }) => (
+                EventType::RefundPosted,
+                EventSubject::Transaction(m.transaction_id),
+            ),
+            (Some(_), Operation::Hold { .. }) => (
+                EventType::HoldCreated,
+                subject_hold(m.transaction_id, &self.book),
+            ),
+            (Some(_), Operation::Capture { hold_id, .. }) => {
+                (EventType::HoldCaptured, subject_hold(*hold_id, &self.book))
+            }
+            (Some(_), Operation::Void { hold_id }) => {
+                (EventType::HoldVoided, subject_hold(*hold_id, &self.book))
+            }
+        };
+        self.plan.events.push(PlannedEvent {
+            event_type,
+            client_id: m.client_id.clone(),
+            subject,
+        });
+        let Some(decided) = decided else {
+            return;
+        };
+        let mut accounts: BTreeSet<&str> = BTreeSet::new();
+        for p in &decided.postings {
+            accounts.insert(&p.source_account_id);
+            accounts.insert(&p.destination_account_id);
+        }
+        if decided.hold.is_some() {
+            accounts.insert(m.transfer.source_account_id.as_str());
+        }
+        for account in accounts {
+            self.evaluate_monitors(account);
         }
     }
 
@@ -254,6 +372,7 @@ impl<'a> Batch<'a> {
         match decide(m, &mut self.book) {
             Decision::Post(decided) => {
                 self.post(m, &decided);
+                self.record_events(m, Some(&decided));
                 let legs = legs_json(m, Some(&decided));
                 let first = match decided.postings.first() {
                     Some(p) => (
@@ -274,6 +393,7 @@ impl<'a> Batch<'a> {
                 }
             }
             Decision::Reject(code) => {
+                self.record_events(m, None);
                 let legs = legs_json(m, None);
                 let first = (first_leg(m), m.transfer.amount);
                 self.record(m, TransferStatus::Failed, Some(code), first, legs);
@@ -419,6 +539,12 @@ impl<'a> Batch<'a> {
                 }
             })
             .collect();
+        self.plan.monitor_updates = self
+            .changed_monitors
+            .iter()
+            .map(|(account, i)| self.book.monitors[account][*i].clone())
+            .collect();
+        self.plan.monitor_updates.sort_unstable_by_key(|m| m.id);
         self.plan
     }
 }

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::monitors::Monitor;
+
 use super::FailureCode;
 use crate::accounts::OverdraftLimit;
 
@@ -133,6 +135,8 @@ pub struct Book {
     pub holds: HashMap<Uuid, HoldState>,
     /// By (original transaction, leg).
     pub refundable: HashMap<(Uuid, u16), RefundableLeg>,
+    /// The active balance monitors of the locked accounts, by account.
+    pub monitors: HashMap<String, Vec<Monitor>>,
     /// The batch's time: holds expire at or before it.
     pub now: DateTime<Utc>,
 }
@@ -144,6 +148,7 @@ impl Book {
             accounts,
             holds: HashMap::new(),
             refundable: HashMap::new(),
+            monitors: HashMap::new(),
             now,
         }
     }

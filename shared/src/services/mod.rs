@@ -5,6 +5,7 @@
 pub mod discrepancies;
 pub mod dispatch;
 pub mod intake;
+pub mod monitors;
 pub mod movement;
 pub mod posting;
 pub mod reconciliation;

@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{PgPool, StoreError};
+use super::{PgPool, StoreError, outbox};
+use crate::events::{EventType, NewEvent};
 use crate::reconcile::discrepancies::{
     AdjustmentStart, DiscrepancyFilter, HistoryEntry, StatusChange, StoredDiscrepancy,
 };
 use crate::reconcile::findings::FindingKind;
 use crate::reconcile::workflow::DiscrepancyStatus;
 use crate::transfers::{IdempotencyKey, adjustment_key};
+use crate::views;
 
 const DISCREPANCY_COLUMNS: &str = "d.id, d.client_id, d.account_id, d.kind, d.status, d.booked_on,
     d.statement_line_id, l.external_id, d.transaction_ids, d.expected, d.actual, d.currency, d.detail,
@@ -210,6 +212,7 @@ pub async fn set_status(
         action,
     };
     record_status_change(&tx, &change, &before, &after).await?;
+    write_events(&tx, &[(id, Some(from), to)]).await?;
     tx.commit().await?;
     Ok(StatusChange::Changed { from })
 }
@@ -380,4 +383,64 @@ async fn record_status_change(
     )
     .await?;
     Ok(())
+}
+
+/// The event a discrepancy's change from `from` (`None`: found now) to `to` is announced by:
+/// opened when it needs attention anew (found, found again after it was closed, back to OPEN after
+/// its adjusting transfer was rejected), resolved when it closes (RESOLVED or IGNORED); none for
+/// the steps in between.
+pub fn status_event(from: Option<DiscrepancyStatus>, to: DiscrepancyStatus) -> Option<EventType> {
+    use DiscrepancyStatus::*;
+    let closed = |s: DiscrepancyStatus| matches!(s, Resolved | Ignored);
+    match (from, to) {
+        (None | Some(Resolved | Ignored | Adjusting), Open) => Some(EventType::DiscrepancyOpened),
+        (from, to) if closed(to) && !from.is_some_and(closed) => {
+            Some(EventType::DiscrepancyResolved)
+        }
+        _ => None,
+    }
+}
+
+/// Writes the events of discrepancies whose status just changed, each with the discrepancy as it
+/// is now in the caller's transaction, for the changes `status_event` announces.
+pub(super) async fn write_events(
+    conn: &impl deadpool_postgres::GenericClient,
+    changed: &[(Uuid, Option<DiscrepancyStatus>, DiscrepancyStatus)],
+) -> Result<(), StoreError> {
+    let announced: Vec<(Uuid, EventType)> = changed
+        .iter()
+        .filter_map(|(id, from, to)| Some((*id, status_event(*from, *to)?)))
+        .collect();
+    if announced.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = announced.iter().map(|(id, _)| *id).collect();
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {DISCREPANCY_COLUMNS} FROM discrepancies d
+                 LEFT JOIN statement_lines l ON l.id = d.statement_line_id
+                 WHERE d.id = ANY($1)"
+            ),
+            &[&ids],
+        )
+        .await?;
+    let mut found = std::collections::HashMap::new();
+    for r in &rows {
+        let d = discrepancy_row(r)?;
+        found.insert(d.id, d);
+    }
+    let events: Vec<NewEvent> = announced
+        .iter()
+        .filter_map(|(id, event_type)| {
+            let d = found.get(id)?;
+            Some(NewEvent {
+                client_id: d.client_id.clone(),
+                event_type: *event_type,
+                subject_id: id.to_string(),
+                data: views::discrepancy_json(d),
+            })
+        })
+        .collect();
+    outbox::write(conn, &events).await
 }

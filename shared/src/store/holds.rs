@@ -169,52 +169,43 @@ pub async fn get(
     Ok(Some(hold))
 }
 
-/// Expires the ACTIVE holds past their expiry at `now` of up to `limit` source accounts: under
-/// the lock of each hold's source account (in account order, as posting takes them), the hold
-/// becomes EXPIRED (closed at its expiry) and the account's pending debits drop by what it still
-/// reserved. An account another transaction holds (a posting batch, which expires its holds
-/// itself) is skipped, never waited for. Returns on how many accounts it released holds; call
-/// again while it returns any.
+/// Expires the ACTIVE holds past their expiry at `now` of up to `limit` source accounts, as a
+/// posting batch of those accounts would (the same plan: the holds become EXPIRED, closed at their
+/// expiry, the accounts' pending debits drop by what they still reserved, `hold.expired` events
+/// and monitor changes are written in the same transaction). Accounts are locked in account order,
+/// as posting takes them; one another transaction holds (a posting batch, which expires its holds
+/// itself) is skipped, never waited for. Returns how many holds it expired; call again while it
+/// returns any.
 pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-    let mut conn = pool.get().await?;
-    let tx = conn.transaction().await?;
-    let accounts: Vec<String> = tx
-        .query(
-            "SELECT b.account_id FROM account_balances b
-             WHERE b.account_id IN (SELECT source_account_id FROM holds
-                                    WHERE status = 'ACTIVE' AND expires_at <= $1)
-             ORDER BY b.account_id
-             LIMIT $2
-             FOR UPDATE OF b SKIP LOCKED",
-            &[&now, &limit],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if accounts.is_empty() {
-        return Ok(0);
+    let conn = pool.get().await?;
+    conn.batch_execute("BEGIN").await?;
+    let result = async {
+        let accounts: Vec<String> = conn
+            .query(
+                "SELECT b.account_id FROM account_balances b
+                 WHERE b.account_id IN (SELECT source_account_id FROM holds
+                                        WHERE status = 'ACTIVE' AND expires_at <= $1)
+                 ORDER BY b.account_id
+                 LIMIT $2
+                 FOR UPDATE OF b SKIP LOCKED",
+                &[&now, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if accounts.is_empty() {
+            conn.batch_execute("COMMIT").await?;
+            return Ok(0);
+        }
+        let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        super::posting::expire_in_transaction(&conn, &ids).await
     }
-    let expired = tx
-        .execute(
-            "WITH due AS (
-                 SELECT id, source_account_id, amount - captured AS released FROM holds
-                 WHERE source_account_id = ANY($1) AND status = 'ACTIVE' AND expires_at <= $2
-                 ORDER BY id FOR UPDATE
-             ), closed AS (
-                 UPDATE holds h SET status = 'EXPIRED', closed_at = h.expires_at
-                 FROM due WHERE h.id = due.id
-             ), released AS (
-                 SELECT source_account_id, sum(released) AS total FROM due GROUP BY 1
-             )
-             UPDATE account_balances b
-             SET pending = b.pending - r.total, updated_at = statement_timestamp()
-             FROM released r WHERE b.account_id = r.source_account_id",
-            &[&accounts, &now],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(expired)
+    .await;
+    if result.is_err() {
+        let _ = conn.batch_execute("ROLLBACK").await;
+    }
+    Ok(result? as u64)
 }
 
 /// Keyset position in an account's holds: holds strictly older than this come next.

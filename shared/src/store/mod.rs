@@ -8,6 +8,8 @@ pub mod events;
 pub mod holds;
 pub mod intake;
 pub mod invariants;
+pub mod monitors;
+pub mod outbox;
 pub mod posting;
 pub mod reconcile_requests;
 pub mod reconciliation;

@@ -12,12 +12,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::holds::{HOLD_STATE_COLUMNS, hold_state};
+use super::monitors::{LOAD_MONITORS, MonitorRows, UPDATE_MONITORS, monitor};
+use super::outbox::{self, EventRows, HoldOrigin, INSERT_EVENTS};
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
 use crate::ledger::{
     self, BatchPlan, Book, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys,
     RefundableLeg,
 };
+use crate::reconcile::workflow::DiscrepancyStatus;
 use crate::transfers::{Operation, TransferMessage};
 
 const LOCK_ACCOUNTS: &str =
@@ -34,7 +37,7 @@ const LOCK_ACCOUNTS: &str =
 // holds, so these row locks never wait on another batch.
 static LOCK_HOLDS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT id, {HOLD_STATE_COLUMNS}
+        "SELECT id, idempotency_key, created_at, {HOLD_STATE_COLUMNS}
          FROM holds
          WHERE id = ANY($1::uuid[])
             OR (source_account_id = ANY($2::text[]) AND status = 'ACTIVE' AND expires_at <= $3)
@@ -62,15 +65,16 @@ const FIND_RECORDED: &str =
      JOIN unnest($1::text[], $2::text[]) AS k(client_id, idempotency_key)
        ON t.client_id = k.client_id AND t.idempotency_key = k.idempotency_key";
 
-// Transactions, entries and balances in one statement. Every CTE runs; statement_timestamp() is
-// taken after the batch holds its locks, so per account posted_at never goes backwards. An entry's
-// value date is its transaction's `effectiveAt`, or when it posted.
+// Transactions, entries and balances in one statement. Every CTE runs. $31 is the batch's time,
+// taken by the database after the batch holds its locks (`BATCH_TIME`), so per account posted_at
+// never goes backwards. An entry's value date is its transaction's `effectiveAt`, or when it
+// posted.
 const WRITE_BATCH: &str = "WITH tx AS (
          INSERT INTO transactions (id, client_id, idempotency_key, request_hash, source_account_id,
              destination_account_id, amount, currency, reference, description, metadata, status,
              failure_code, accepted_at, adjusts_discrepancy_id, kind, parent_id, effective_at, legs,
              posted_at)
-         SELECT u.*, statement_timestamp()
+         SELECT u.*, $31::timestamptz
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::numeric[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
                      $13::text[], $14::timestamptz[], $23::uuid[], $24::text[], $25::uuid[],
@@ -81,28 +85,28 @@ const WRITE_BATCH: &str = "WITH tx AS (
          INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, balance_after,
              leg, effective_at, posted_at)
          SELECT e.transaction_id, e.account_id, e.amount, e.currency, e.balance_after, e.leg,
-                coalesce(e.effective_at, statement_timestamp()), statement_timestamp()
+                coalesce(e.effective_at, $31::timestamptz), $31::timestamptz
          FROM unnest($15::uuid[], $16::text[], $17::numeric[], $18::text[], $19::numeric[],
                      $28::smallint[], $29::timestamptz[])
              AS e(transaction_id, account_id, amount, currency, balance_after, leg, effective_at)
      ), balances AS (
          UPDATE account_balances b
          SET balance = u.balance, pending = u.pending, version = b.version + u.n,
-             updated_at = statement_timestamp()
+             updated_at = $31::timestamptz
          FROM unnest($20::text[], $21::numeric[], $22::bigint[], $30::numeric[])
              AS u(account_id, balance, n, pending)
          WHERE b.account_id = u.account_id
      )
      SELECT count(*) FROM tx";
 
-// Holds placed, holds changed (captured, voided, expired: closed at their expiry, or now) and
-// refund rows, pipelined behind WRITE_BATCH when the batch has any.
+// Holds placed, holds changed (captured, voided, expired: closed at their expiry, or at the batch's
+// time $19) and refund rows, pipelined behind WRITE_BATCH when the batch has any.
 const WRITE_HOLDS_AND_REFUNDS: &str = "WITH placed AS (
          INSERT INTO holds (id, client_id, idempotency_key, source_account_id,
              destination_account_id, currency, amount, expires_at, captured, status, created_at,
              closed_at)
-         SELECT u.*, statement_timestamp(),
-                CASE WHEN u.status = 'ACTIVE' THEN NULL ELSE statement_timestamp() END
+         SELECT u.*, $19::timestamptz,
+                CASE WHEN u.status = 'ACTIVE' THEN NULL ELSE $19::timestamptz END
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::numeric[], $8::timestamptz[], $17::numeric[], $18::text[])
              AS u(id, client_id, idempotency_key, source_account_id, destination_account_id,
@@ -112,7 +116,7 @@ const WRITE_HOLDS_AND_REFUNDS: &str = "WITH placed AS (
          SET captured = u.captured, status = u.status,
              closed_at = CASE WHEN u.status = 'ACTIVE' THEN NULL
                               WHEN u.status = 'EXPIRED' THEN h.expires_at
-                              ELSE statement_timestamp() END
+                              ELSE $19::timestamptz END
          FROM unnest($9::uuid[], $10::numeric[], $11::text[]) AS u(id, captured, status)
          WHERE h.id = u.id
      )
@@ -180,7 +184,8 @@ macro_rules! settle_adjustments_sql {
                                 ELSE ' (the discrepancy was ' || x.status || ' and stays so)' END,
                     x.outcome
              FROM decided x
-             WHERE x.waiting OR $1::bool"
+             WHERE x.waiting OR $1::bool
+             RETURNING discrepancy_id, from_status, to_status"
         )
     };
 }
@@ -355,11 +360,13 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
         .await?;
     if inserted == 1 {
         if let Some(discrepancy) = t.adjusts() {
-            conn.execute(
-                SETTLE_RECORDED_ADJUSTMENT,
-                &[&true, &m.client_id, &m.idempotency_key, &discrepancy],
-            )
-            .await?;
+            let settled = conn
+                .query(
+                    SETTLE_RECORDED_ADJUSTMENT,
+                    &[&true, &m.client_id, &m.idempotency_key, &discrepancy],
+                )
+                .await?;
+            write_settled_events(&conn, &settled).await?;
         }
         conn.commit().await?;
         return Ok(Outcome::Rejected {
@@ -393,51 +400,75 @@ pub async fn settle_recorded_adjustment(
     key: &str,
     discrepancy_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let conn = pool.get().await?;
-    let changed = conn
-        .execute(
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let settled = tx
+        .query(
             SETTLE_RECORDED_ADJUSTMENT,
             &[&false, &client_id, &key, &discrepancy_id],
         )
         .await?;
-    Ok(changed > 0)
+    write_settled_events(&tx, &settled).await?;
+    tx.commit().await?;
+    Ok(!settled.is_empty())
 }
 
 async fn post_in_transaction(
     conn: &deadpool_postgres::Object,
     messages: &[TransferMessage],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let (lock_stmt, find_stmt, holds_stmt, write_stmt) = tokio::try_join!(
-        conn.prepare_cached(LOCK_ACCOUNTS),
-        conn.prepare_cached(FIND_RECORDED),
-        conn.prepare_cached(&LOCK_HOLDS),
-        conn.prepare_cached(WRITE_BATCH)
-    )?;
-    let (book, recorded) =
-        lock_and_read(conn, [&lock_stmt, &find_stmt, &holds_stmt], messages).await?;
-    let plan = ledger::plan_batch(messages, book, recorded);
-    if !plan.transactions.is_empty() || !plan.hold_updates.is_empty() {
-        write_plan(conn, &write_stmt, &plan).await?;
-    }
-    conn.batch_execute("COMMIT").await?;
-    Ok(plan.outcomes)
-}
-
-/// Begins the transaction, locks every account the batch names, reads the keys already recorded
-/// and the legs its refunds reverse (one round trip), then, only when the batch names a hold or
-/// one of its accounts has pending debits, locks the holds it acts on and the expired ones of its
-/// accounts (a second round trip). Returns the book the ledger decides against.
-async fn lock_and_read(
-    conn: &deadpool_postgres::Object,
-    [lock_stmt, find_stmt, holds_stmt]: [&tokio_postgres::Statement; 3],
-    messages: &[TransferMessage],
-) -> Result<(Book, RecordedKeys), StoreError> {
     let mut ids: Vec<&str> = messages
         .iter()
         .flat_map(|m| m.transfer.accounts())
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    let (book, recorded, origins) = lock_and_read(conn, true, &ids, messages).await?;
+    let now = book.now;
+    let plan = ledger::plan_batch(messages, book, recorded);
+    write_plan(conn, &plan, &origins, now).await?;
+    conn.batch_execute("COMMIT").await?;
+    Ok(plan.outcomes)
+}
+
+/// Expires the due holds of `accounts` (already locked by the caller's transaction) the way a
+/// batch does before its messages: the same plan, so the sweep writes the same rows, events and
+/// monitor changes posting would. Commits.
+pub(super) async fn expire_in_transaction(
+    conn: &deadpool_postgres::Object,
+    accounts: &[&str],
+) -> Result<usize, StoreError> {
+    let (book, recorded, origins) = lock_and_read(conn, false, accounts, &[]).await?;
+    let now = book.now;
+    let plan = ledger::plan_batch(&[], book, recorded);
+    write_plan(conn, &plan, &origins, now).await?;
+    conn.batch_execute("COMMIT").await?;
+    Ok(plan.hold_updates.len())
+}
+
+/// The batch's time: the database's clock once the batch holds its locks (pipelined behind the
+/// lock statement, so it starts after the locks are granted). Every row the batch writes records
+/// it, and holds expire at or before it.
+const BATCH_TIME: &str = "SELECT statement_timestamp()";
+
+/// Begins the transaction (unless the caller did), locks every account in `ids` (sorted), reads
+/// the batch's time, the keys already recorded, the active monitors of the accounts and the legs
+/// its refunds reverse (one round trip), then, only when the batch names a hold or one of its
+/// accounts has pending debits, locks the holds it acts on and the expired ones of its accounts
+/// (a second round trip). Returns the book the ledger decides against, and where the holds it
+/// read came from (for their events).
+async fn lock_and_read(
+    conn: &deadpool_postgres::Object,
+    begin: bool,
+    ids: &[&str],
+    messages: &[TransferMessage],
+) -> Result<(Book, RecordedKeys, HashMap<Uuid, HoldOrigin>), StoreError> {
+    let (lock_stmt, time_stmt, find_stmt, monitors_stmt) = tokio::try_join!(
+        conn.prepare_cached(LOCK_ACCOUNTS),
+        conn.prepare_cached(BATCH_TIME),
+        conn.prepare_cached(FIND_RECORDED),
+        conn.prepare_cached(&LOAD_MONITORS),
+    )?;
     let clients: Vec<&str> = messages.iter().map(|m| m.client_id.as_str()).collect();
     let keys: Vec<&str> = messages
         .iter()
@@ -458,12 +489,25 @@ async fn lock_and_read(
         })
         .collect();
 
-    // One round trip: BEGIN, the sorted lock statement, the lookup of already-recorded keys (and
-    // the refunded legs) are pipelined in this order, so the lookups run after the locks are held
-    // and see a concurrent delivery of the same message that committed first. Biased: polled (so
-    // sent) in this order, and the first error in this order is the one returned.
-    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    // One round trip: BEGIN, the sorted lock statement, the batch's time, the lookup of
+    // already-recorded keys, the monitors (and the refunded legs) are pipelined in this order, so
+    // the lookups run after the locks are held and see a concurrent delivery of the same message
+    // that committed first. Biased: polled (so sent) in this order, and the first error in this
+    // order is the one returned.
+    let ids_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
+    let begin = async {
+        if begin {
+            conn.batch_execute("BEGIN").await?;
+        }
+        Ok(())
+    };
+    let recorded = async {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        conn.query(&find_stmt, &find_params).await
+    };
     let refundable = async {
         if originals.is_empty() {
             return Ok(Vec::new());
@@ -471,15 +515,16 @@ async fn lock_and_read(
         let stmt = conn.prepare_cached(LOAD_REFUNDABLE).await?;
         conn.query(&stmt, &[&originals]).await
     };
-    let (_, locked, recorded, refundable) = tokio::try_join!(
+    let (_, locked, time, recorded, monitors, refundable) = tokio::try_join!(
         biased;
-        conn.batch_execute("BEGIN"),
-        conn.query(lock_stmt, &lock_params),
-        conn.query(find_stmt, &find_params),
+        begin,
+        conn.query(&lock_stmt, &ids_param),
+        conn.query_one(&time_stmt, &[]),
+        recorded,
+        conn.query(&monitors_stmt, &ids_param),
         refundable
     )?;
-    // The batch's time: taken once its locks are held.
-    let mut book = Book::of_accounts(HashMap::new(), Utc::now());
+    let mut book = Book::of_accounts(HashMap::new(), time.get(0));
     for r in &locked {
         let account = LockedAccount {
             owner_client_id: r.get(1),
@@ -490,6 +535,13 @@ async fn lock_and_read(
         };
         book.accounts.insert(r.get(0), account);
     }
+    for r in &monitors {
+        let m = monitor(r)?;
+        book.monitors
+            .entry(m.account_id.clone())
+            .or_default()
+            .push(m);
+    }
     // Only an account with pending debits has active holds (pending is their sum).
     let holding: Vec<&str> = book
         .accounts
@@ -497,12 +549,20 @@ async fn lock_and_read(
         .filter(|(_, a)| a.pending > Decimal::ZERO)
         .map(|(id, _)| id.as_str())
         .collect();
+    let mut origins = HashMap::new();
     if !hold_ids.is_empty() || !holding.is_empty() {
+        let holds_stmt = conn.prepare_cached(&LOCK_HOLDS).await?;
         let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&hold_ids, &holding, &book.now];
-        let holds = conn.query(holds_stmt, &holds_params).await?;
+        let holds = conn.query(&holds_stmt, &holds_params).await?;
         for r in &holds {
-            book.holds.insert(r.try_get("id")?, hold_state(r)?);
+            let id: Uuid = r.try_get("id")?;
+            book.holds.insert(id, hold_state(r)?);
+            let origin = HoldOrigin {
+                idempotency_key: r.try_get("idempotency_key")?,
+                created_at: r.try_get("created_at")?,
+            };
+            origins.insert(id, origin);
         }
     }
     for r in &refundable {
@@ -528,7 +588,7 @@ async fn lock_and_read(
             Ok(((r.get(0), r.get(1)), recorded))
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
-    Ok((book, recorded))
+    Ok((book, recorded, origins))
 }
 
 /// The plan's holds and refunds as the columns `WRITE_HOLDS_AND_REFUNDS` unnests.
@@ -589,14 +649,21 @@ impl<'a> HoldRows<'a> {
     }
 }
 
-/// Writes the plan's rows with one statement, and settles its adjustments pipelined behind it.
+/// Writes the plan's rows with one statement, and pipelined behind it (same transaction, no extra
+/// round trip) its holds and refunds, its adjustments' settlements, its monitors' changes and its
+/// events, each only when the plan has some. Writes nothing for a plan with nothing to write.
 async fn write_plan(
     conn: &deadpool_postgres::Object,
-    write_stmt: &tokio_postgres::Statement,
     plan: &BatchPlan<'_>,
+    origins: &HashMap<Uuid, HoldOrigin>,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    if plan.transactions.is_empty() && plan.hold_updates.is_empty() && plan.events.is_empty() {
+        return Ok(());
+    }
+    let write_stmt = conn.prepare_cached(WRITE_BATCH).await?;
     let rows = Rows::of(plan);
-    let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 30] = [
+    let write_params: [&(dyn tokio_postgres::types::ToSql + Sync); 31] = [
         &rows.tx_id,
         &rows.client,
         &rows.key,
@@ -627,10 +694,11 @@ async fn write_plan(
         &rows.e_leg,
         &rows.e_effective,
         &rows.b_pending,
+        &now,
     ];
-    let write = conn.query_one(write_stmt, &write_params);
+    let write = conn.query_one(&write_stmt, &write_params);
     let holds = HoldRows::of(plan);
-    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
+    let holds_params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
         &holds.id,
         &holds.client,
         &holds.key,
@@ -649,6 +717,7 @@ async fn write_plan(
         &holds.r_amount,
         &holds.captured,
         &holds.status,
+        &now,
     ];
     // Pipelined behind the write, in the same transaction (no extra round trip), and only when
     // the batch has holds, refunds or adjustments.
@@ -670,14 +739,43 @@ async fn write_plan(
     ];
     let settle_adjustments = async {
         if plan.settlements.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let stmt = conn.prepare_cached(SETTLE_ADJUSTMENTS).await?;
-        conn.execute(&stmt, &settle_params).await
+        conn.query(&stmt, &settle_params).await
+    };
+    let monitor_rows = MonitorRows::of(&plan.monitor_updates);
+    let monitor_params = monitor_rows.params();
+    let update_monitors = async {
+        if plan.monitor_updates.is_empty() {
+            return Ok(0);
+        }
+        let stmt = conn.prepare_cached(UPDATE_MONITORS).await?;
+        conn.execute(&stmt, &monitor_params).await
+    };
+    let events = outbox::render(plan, origins, now);
+    let event_rows = EventRows::of(&events);
+    let event_params = event_rows.params();
+    let write_events = async {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let stmt = conn.prepare_cached(INSERT_EVENTS).await?;
+        conn.execute(&stmt, &event_params).await
     };
     // Biased: the write's own error wins over the "transaction aborted" (25P02) of the
     // statements pipelined behind it, so a refused content (22/23) is seen as such.
-    let (row, _, _) = tokio::try_join!(biased; write, write_holds, settle_adjustments)?;
+    let (row, _, settled, _, _) = tokio::try_join!(
+        biased;
+        write,
+        write_holds,
+        settle_adjustments,
+        update_monitors,
+        write_events
+    )?;
+    // The discrepancies the batch settled are announced in its transaction (a round trip more,
+    // only for a batch with adjusting transfers).
+    write_settled_events(conn, &settled).await?;
     let written: i64 = row.get(0);
     if written != rows.tx_id.len() as i64 {
         // A concurrent delivery recorded one of these keys between our lookup and our write
@@ -689,4 +787,24 @@ async fn write_plan(
         )));
     }
     Ok(())
+}
+
+/// The events of the discrepancies a settlement statement changed (its rows: id, from, to).
+async fn write_settled_events(
+    conn: &impl deadpool_postgres::GenericClient,
+    settled: &[tokio_postgres::Row],
+) -> Result<(), StoreError> {
+    let changed: Vec<_> = settled
+        .iter()
+        .filter_map(|r| {
+            let to = DiscrepancyStatus::parse(r.get(2))?;
+            Some((
+                r.get(0),
+                r.get::<_, Option<&str>>(1)
+                    .and_then(DiscrepancyStatus::parse),
+                to,
+            ))
+        })
+        .collect();
+    super::discrepancies::write_events(conn, &changed).await
 }

@@ -8,7 +8,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{PgPool, StoreError};
+use super::{PgPool, StoreError, outbox};
+use crate::events::{EventType, NewEvent};
 use crate::reconcile::discrepancies::{MatchedPair, RunRecord, Scope, StoredRun};
 use crate::reconcile::findings::Finding;
 use crate::reconcile::report::DiscrepancyChanges;
@@ -60,6 +61,8 @@ pub async fn save_run(
     }
 
     let mut stats = DiscrepancyChanges::default();
+    // (discrepancy, from, to) of every status this run changed, for their events.
+    let mut changed: Vec<(Uuid, Option<DiscrepancyStatus>, DiscrepancyStatus)> = Vec::new();
     if !findings.is_empty() {
         let col = |f: fn(&Finding) -> Value| findings.iter().map(f).collect::<Vec<Value>>();
         let ids: Vec<Uuid> = findings.iter().map(|_| Uuid::now_v7()).collect();
@@ -123,11 +126,17 @@ pub async fn save_run(
             linked.push(id);
             if r.get::<_, bool>(2) {
                 stats.new += 1;
+                changed.push((id, None, DiscrepancyStatus::Open));
                 event_ids.push(id);
                 event_from.push(None);
                 event_note.push("found by the reconciliation");
             } else if r.get::<_, bool>(3) {
                 stats.reopened += 1;
+                changed.push((
+                    id,
+                    Some(DiscrepancyStatus::Resolved),
+                    DiscrepancyStatus::Open,
+                ));
                 event_ids.push(id);
                 event_from.push(Some(DiscrepancyStatus::Resolved.as_str()));
                 event_note.push("found again after being cleared");
@@ -187,11 +196,28 @@ pub async fn save_run(
              INSERT INTO discrepancy_events (discrepancy_id, actor, from_status, to_status, note, action)
              SELECT id, $7, status, 'RESOLVED', 'no longer found: cleared by this run',
                     jsonb_build_object('clearedByRun', $1::uuid)
-             FROM cleared RETURNING discrepancy_id",
+             FROM cleared RETURNING discrepancy_id, from_status",
             &[&run.id, &client, &account, &from, &to, &kinds, &SYSTEM_ACTOR],
         )
         .await?;
     stats.cleared = cleared.len();
+    for r in &cleared {
+        let from = DiscrepancyStatus::parse(r.get(1));
+        changed.push((r.get(0), from, DiscrepancyStatus::Resolved));
+    }
+    super::discrepancies::write_events(&tx, &changed).await?;
+    // The run's report as `GET /reconciliations/{id}` answers it, with what it changed.
+    let mut object = report.clone();
+    if let Some(o) = object.as_object_mut() {
+        o.insert("discrepancyChanges".into(), json!(stats));
+    }
+    let finished = NewEvent {
+        client_id: run.client_id.clone(),
+        event_type: EventType::ReconciliationFinished,
+        subject_id: run.id.to_string(),
+        data: object,
+    };
+    outbox::write(&tx, std::slice::from_ref(&finished)).await?;
     tx.commit().await?;
     Ok(stats)
 }

@@ -272,3 +272,121 @@ fn a_multi_leg_transaction_writes_two_entries_a_leg() {
     let legs = plan.transactions[0].legs.as_ref().unwrap();
     assert_eq!(legs[1]["amount"], "3.00");
 }
+
+fn below(account: &str, threshold: i64) -> crate::monitors::Monitor {
+    use crate::monitors::*;
+    let (state, _) = initial_state(
+        Condition::Below,
+        Decimal::from(threshold),
+        Decimal::from(100),
+    );
+    Monitor {
+        id: Uuid::from_u128(7),
+        client_id: "c1".into(),
+        account_id: account.into(),
+        currency: "USD".into(),
+        field: MonitorField::Available,
+        condition: Condition::Below,
+        threshold: Decimal::from(threshold),
+        hysteresis: Decimal::ZERO,
+        description: None,
+        status: MonitorStatus::Active,
+        state,
+        value: Decimal::from(100),
+        evaluated_at: chrono::DateTime::UNIX_EPOCH,
+        triggered_count: 0,
+        last_triggered_at: None,
+        last_cleared_at: None,
+        created_at: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+fn event_types(plan: &BatchPlan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+#[test]
+fn every_decided_message_has_its_event_and_a_replay_has_none() {
+    let batch = [
+        msg("k1", "alice", "bob", "10"),
+        msg("k2", "alice", "bob", "1000"),
+        msg("k1", "alice", "bob", "10"),
+    ];
+    let plan = plan_batch(&batch, accounts(), RecordedKeys::new());
+    assert_eq!(
+        event_types(&plan),
+        ["transfer.completed", "transfer.failed"]
+    );
+    assert_eq!(
+        plan.events[1].subject,
+        EventSubject::Transaction(batch[1].transaction_id)
+    );
+    assert!(plan.events.iter().all(|e| e.client_id == "c1"));
+}
+
+#[test]
+fn a_monitor_fires_once_when_its_condition_becomes_true_and_again_after_it_cleared() {
+    let mut book = accounts();
+    book.monitors
+        .insert("alice".into(), vec![below("alice", 50)]);
+    // alice 100 -> 70 -> 40 (fires) -> 30 (still below: quiet) -> 80 (clears) -> 20 (fires).
+    let batch = [
+        msg("k1", "alice", "bob", "30"),
+        msg("k2", "alice", "bob", "30"),
+        msg("k3", "alice", "bob", "10"),
+        msg("k4", "bob", "alice", "50"),
+        msg("k5", "alice", "bob", "60"),
+    ];
+    let plan = plan_batch(&batch, book, RecordedKeys::new());
+    assert_eq!(
+        event_types(&plan),
+        [
+            "transfer.completed",
+            "transfer.completed",
+            "monitor.triggered",
+            "transfer.completed",
+            "transfer.completed",
+            "monitor.cleared",
+            "transfer.completed",
+            "monitor.triggered",
+        ]
+    );
+    // Each event carries the monitor as it was then; the plan writes its final state once.
+    let EventSubject::Monitor(first) = &plan.events[2].subject else {
+        panic!("a monitor event");
+    };
+    assert_eq!(first.value, Decimal::from(40));
+    assert_eq!(first.triggered_count, 1);
+    assert_eq!(plan.monitor_updates.len(), 1);
+    assert_eq!(plan.monitor_updates[0].triggered_count, 2);
+    assert_eq!(plan.monitor_updates[0].value, Decimal::from(20));
+}
+
+#[test]
+fn an_expiry_has_its_event_and_moves_available_monitors() {
+    let mut book = accounts();
+    book.accounts.get_mut("alice").unwrap().pending = Decimal::from(90);
+    let mut monitor = below("alice", 50);
+    monitor.state = crate::monitors::MonitorState::Triggered; // available was 10
+    book.monitors.insert("alice".into(), vec![monitor]);
+    book.holds.insert(
+        Uuid::from_u128(1),
+        crate::ledger::HoldState {
+            client_id: "c1".into(),
+            source_account_id: "alice".into(),
+            destination_account_id: "bob".into(),
+            currency: "USD".into(),
+            amount: Decimal::from(90),
+            captured: Decimal::ZERO,
+            status: HoldStatus::Active,
+            expires_at: book.now - chrono::Duration::seconds(1),
+        },
+    );
+    let plan = plan_batch(&[], book, RecordedKeys::new());
+    assert_eq!(event_types(&plan), ["hold.expired", "monitor.cleared"]);
+    let EventSubject::Hold { state, .. } = &plan.events[0].subject else {
+        panic!("a hold event");
+    };
+    assert_eq!(state.status, HoldStatus::Expired);
+    assert_eq!(plan.balances[0].pending, Decimal::ZERO);
+}
