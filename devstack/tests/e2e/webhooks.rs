@@ -977,3 +977,28 @@ async fn a_client_has_a_bounded_number_of_endpoints_and_disabled_ones_receive_no
         .await;
     assert_eq!(enabled.assert_status(StatusCode::OK)["status"], "ENABLED");
 }
+
+#[tokio::test]
+async fn a_posted_transfer_reaches_the_endpoint_as_the_api_shows_it() {
+    let s = Stack::start().await;
+    let rx = Receiver::ok().await;
+    let (_, secret) = create_endpoint(&s.api, &rx.url("/t"), &["transfer.completed"]).await;
+    s.open("world", "unlimited").await;
+    s.open("alice", "0").await;
+    let (status, accepted) = s.submit("wh-1", "world", "alice", "12.50").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    s.drain().await;
+    let d = dispatcher(&s, |_| {});
+    dispatch_until(&d, Duration::from_secs(10), || rx.received("/t").len() == 1).await;
+    let r = &rx.received("/t")[0];
+    signature::verify(&r.signature, &r.body, &[&secret], 300, now_unix()).unwrap();
+    let body = r.json();
+    assert_eq!(body["type"], "transfer.completed");
+    let id = accepted["transactionId"].as_str().unwrap();
+    let shown = s.api.get(&format!("/api/v1/transactions/{id}")).await.body;
+    assert_eq!(body["data"]["object"]["transaction"]["id"], id, "{body}");
+    assert_eq!(
+        body["data"]["object"], shown,
+        "the object as GET /transactions/{{id}} answers it"
+    );
+}
