@@ -110,7 +110,9 @@ b3,$today,12.00,USD,unknown" text/csv
 # reconciliation is queued (202) and polled.
 api POST '/statements?accountId=alice' "$(printf 'id,booked_date,amount,currency\n'
   for d in $(seq 10 19); do printf 'jan-%s,2026-01-%s,%s.00,USD\n' "$d" "$d" "$d"; done)" text/csv
-sleep 2 # the poller posts the transfer
+sleep 2 # the poller posts the transfer (and writes its event)
+# A webhook endpoint (nothing is sent: no dispatcher runs here) for the endpoint and delivery routes.
+api POST /webhook-endpoints '{"url":"https://hooks.example.com/fuzz","eventTypes":["*"],"description":"fuzz"}'
 api POST /accounts/alice/reconcile "{\"startDate\":\"$today\",\"endDate\":\"$today\"}"
 
 # The spec's paths start with /api/v1, so the base URL is the bare origin.

@@ -1002,3 +1002,122 @@ async fn a_posted_transfer_reaches_the_endpoint_as_the_api_shows_it() {
         "the object as GET /transactions/{{id}} answers it"
     );
 }
+
+#[tokio::test]
+async fn every_event_is_put_on_the_eventbridge_bus_and_refusals_are_retried() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use shared::eventbus::EventBus;
+    let s = Stack::start().await;
+    let endpoint = shared::testkit::sqs_endpoint();
+    let name = format!("ledger-test-{}", uuid::Uuid::now_v7().simple());
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let client = if i % 2 == 0 {
+            DEMO_CLIENT
+        } else {
+            OTHER_CLIENT
+        };
+        ids.push(write_event(&s, client, "refund.posted", &format!("r{i}")).await);
+    }
+    let cursor = || async {
+        let conn = s.env.clients.db.get().await.unwrap();
+        conn.query_one(
+            "SELECT seq FROM event_cursors WHERE name = 'eventbridge'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+
+    // A bus that does not exist: every put fails, the cursor stays, the failures are counted.
+    let missing = EventBus::local(&endpoint, format!("{name}-missing")).await;
+    let d = dispatcher(&s, |_| {}).with_event_bus(missing);
+    let summary = d.run(Duration::from_millis(500)).await;
+    assert!(summary.eventbridge_failures > 0, "{summary:?}");
+    assert_eq!(summary.eventbridge_put, 0);
+    assert_eq!(cursor().await, 0);
+
+    // The real bus, with a rule sending everything from `ledger` to a queue we can read.
+    let bus = EventBus::local(&endpoint, &name).await;
+    bus.client()
+        .create_event_bus()
+        .name(&name)
+        .send()
+        .await
+        .unwrap();
+    let sqs = shared::queue::local_client(&endpoint).await;
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{name}-seen"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    bus.client()
+        .put_rule()
+        .name("all")
+        .event_bus_name(&name)
+        .event_pattern(r#"{"source": ["ledger"]}"#)
+        .send()
+        .await
+        .unwrap();
+    bus.client()
+        .put_targets()
+        .rule("all")
+        .event_bus_name(&name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("seen")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let d = dispatcher(&s, |_| {}).with_event_bus(bus);
+    let mut seen: Vec<Value> = Vec::new();
+    let started = Instant::now();
+    while seen.len() < ids.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} seen",
+            seen.len()
+        );
+        d.run(Duration::from_millis(300)).await;
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            seen.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+    }
+    let mut put_ids: Vec<String> = seen
+        .iter()
+        .map(|e| {
+            assert_eq!(e["source"], "ledger");
+            assert_eq!(e["detail-type"], "refund.posted");
+            e["detail"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    put_ids.sort();
+    assert_eq!(put_ids, ids, "every event once");
+    assert_eq!(seen[0]["detail"]["data"]["object"]["id"], "r0");
+    assert!(cursor().await > 0);
+}

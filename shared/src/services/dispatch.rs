@@ -12,6 +12,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::config::WebhookConfig;
+use crate::eventbus::EventBus;
 use crate::store::deliveries::{self, AttemptResult, Claimed, FanOut, WEBHOOKS_CURSOR};
 use crate::store::{PgPool, StoreError, events};
 use crate::webhooks::sender::{Outgoing, Sender};
@@ -52,7 +53,11 @@ pub struct Dispatcher {
     db: PgPool,
     settings: Arc<WebhookConfig>,
     sender: Sender,
+    bus: Option<EventBus>,
 }
+
+/// Events one EventBridge round reads (then puts in calls of ten).
+pub const EVENTBRIDGE_CHUNK: i64 = 100;
 
 impl Dispatcher {
     pub fn new(db: PgPool, settings: WebhookConfig) -> anyhow::Result<Self> {
@@ -61,12 +66,65 @@ impl Dispatcher {
             db,
             settings: Arc::new(settings),
             sender,
+            bus: None,
         })
+    }
+
+    /// Also puts every event on this bus.
+    pub fn with_event_bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// The dispatcher of a function's clients, with their database and `WEBHOOK_*` settings.
     pub async fn from_clients(clients: &crate::clients::Clients) -> anyhow::Result<Self> {
-        Self::new(clients.db.clone(), clients.config.webhooks.clone())
+        let dispatcher = Self::new(clients.db.clone(), clients.config.webhooks.clone())?;
+        Ok(match &clients.config.webhooks.event_bus_name {
+            Some(bus) => dispatcher.with_event_bus(EventBus::from_env(bus).await),
+            None => dispatcher,
+        })
+    }
+
+    /// Puts the events past the 'eventbridge' cursor on the bus, ten per call, in order, and moves
+    /// the cursor past those the bus accepted; the first refused one and everything after it wait
+    /// for the next round. Returns (put, refused). Another dispatcher at work on it: (0, 0).
+    pub async fn publish(&self) -> Result<(u64, u64), StoreError> {
+        let Some(bus) = &self.bus else {
+            return Ok((0, 0));
+        };
+        let mut conn = self.db.get().await?;
+        let Some(read) =
+            events::read_past_cursor(&mut conn, events::EVENTBRIDGE_CURSOR, EVENTBRIDGE_CHUNK)
+                .await?
+        else {
+            return Ok((0, 0));
+        };
+        let mut put = 0;
+        let mut refused = 0;
+        for chunk in read.events.chunks(crate::eventbus::MAX_ENTRIES) {
+            match bus.put(chunk).await {
+                Ok(n) => {
+                    put += n;
+                    if n < chunk.len() {
+                        refused += (chunk.len() - n) as u64;
+                        tracing::warn!(
+                            refused = chunk.len() - n,
+                            "EventBridge refused events; retrying next round"
+                        );
+                        break;
+                    }
+                }
+                Err(e) => {
+                    refused += chunk.len() as u64;
+                    tracing::warn!(error = %e, "EventBridge PutEvents failed; retrying next round");
+                    break;
+                }
+            }
+        }
+        let last = put.checked_sub(1).map(|i| &read.events[i]);
+        let last = last.cloned();
+        read.advance(last.as_ref()).await?;
+        Ok((put as u64, refused))
     }
 
     pub fn settings(&self) -> &WebhookConfig {
@@ -103,6 +161,17 @@ impl Dispatcher {
                 Err(e) => {
                     summary.errors += 1;
                     tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+                }
+            }
+            match self.publish().await {
+                Ok((put, refused)) => {
+                    worked |= put > 0;
+                    summary.eventbridge_put += put;
+                    summary.eventbridge_failures += refused;
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    tracing::warn!(error = %e, "publishing to EventBridge failed; retrying");
                 }
             }
             let free = self.settings.concurrency.saturating_sub(in_flight.len());

@@ -119,6 +119,75 @@ pub async fn get(
     Ok(row.map(|r| EventRecord::from_row(&r, 0)))
 }
 
+/// The reader cursor the optional EventBridge bus advances.
+pub const EVENTBRIDGE_CURSOR: &str = "eventbridge";
+
+/// A reader's locked look at the outbox: up to `limit` events past its cursor, in (xid, seq) order,
+/// only from transactions older than every one still running (as the webhook fan-out reads). The
+/// cursor row stays locked until [`CursorRead::advance`], so two readers never publish the same
+/// events concurrently.
+pub struct CursorRead<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    cursor: &'static str,
+    pub events: Vec<EventRecord>,
+}
+
+/// Opens a [`CursorRead`]; `None` when another reader holds the cursor (it is at work: skip).
+pub async fn read_past_cursor<'a>(
+    conn: &'a mut deadpool_postgres::Object,
+    cursor: &'static str,
+    limit: i64,
+) -> Result<Option<CursorRead<'a>>, StoreError> {
+    let tx = conn.transaction().await?;
+    // The horizon first, in its own statement, before this transaction locks anything.
+    let horizon: String = tx
+        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+        .await?
+        .get(0);
+    let Some(at) = tx
+        .query_opt(
+            "SELECT xid::text, seq FROM event_cursors WHERE name = $1 FOR UPDATE SKIP LOCKED",
+            &[&cursor],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (xid, seq): (String, i64) = (at.get(0), at.get(1));
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events e
+                 WHERE (e.xid, e.seq) > ($1::text::xid8, $2) AND e.xid < $3::text::xid8
+                 ORDER BY e.xid, e.seq LIMIT $4"
+            ),
+            &[&xid, &seq, &horizon, &limit],
+        )
+        .await?;
+    Ok(Some(CursorRead {
+        tx,
+        cursor,
+        events: rows.iter().map(|r| EventRecord::from_row(r, 0)).collect(),
+    }))
+}
+
+impl CursorRead<'_> {
+    /// Moves the cursor just past `last` (nothing when `None`) and releases it.
+    pub async fn advance(self, last: Option<&EventRecord>) -> Result<(), StoreError> {
+        if let Some(e) = last {
+            self.tx
+                .execute(
+                    "UPDATE event_cursors SET xid = $2::text::xid8, seq = $3, updated_at = now()
+                     WHERE name = $1",
+                    &[&self.cursor, &e.xid, &e.seq],
+                )
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// How old the oldest event past reader `cursor` is, in seconds (0 when it has read everything).
 pub async fn lag_seconds(pool: &PgPool, cursor: &str) -> Result<f64, StoreError> {
     let conn = pool.get().await?;
