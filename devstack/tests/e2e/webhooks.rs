@@ -396,13 +396,33 @@ async fn both_secrets_sign_during_a_rotation_overlap() {
     assert_eq!(r.signature.matches("v1=").count(), 1);
     signature::verify(&r.signature, &r.body, &[&third], 300, now_unix()).unwrap();
     assert!(signature::verify(&r.signature, &r.body, &[&new], 300, now_unix()).is_err());
-    s.api
+    for bad in [json!(604801), json!(-1), json!(1.5), json!(1e300)] {
+        s.api
+            .post(
+                &format!("/api/v1/webhook-endpoints/{id}/rotate-secret"),
+                &json!({"overlapSeconds": bad}),
+            )
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_overlap");
+    }
+    // A whole number written as a float is that number; no body at all takes the default.
+    let r = s
+        .api
         .post(
             &format!("/api/v1/webhook-endpoints/{id}/rotate-secret"),
-            &json!({"overlapSeconds": 604801}),
+            &json!({"overlapSeconds": 60.0}),
         )
-        .await
-        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_overlap");
+        .await;
+    r.assert_status(StatusCode::OK);
+    let r = s
+        .api
+        .request(
+            http::Method::POST,
+            &format!("/api/v1/webhook-endpoints/{id}/rotate-secret"),
+        )
+        .send()
+        .await;
+    assert!(r.assert_status(StatusCode::OK)["secret"].is_string());
 }
 
 #[tokio::test]

@@ -198,8 +198,9 @@ async fn set_enabled(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RotateBody {
+    /// A JSON number: `3600` and `3600.0` are the same integer (JSON Schema agrees).
     #[serde(default)]
-    overlap_seconds: Option<i64>,
+    overlap_seconds: Option<serde_json::Number>,
 }
 
 /// A body that may be left out: empty means `T::default()`; otherwise JSON as everywhere.
@@ -232,9 +233,16 @@ pub async fn rotate_secret(
 ) -> ApiResult<Json<Value>> {
     let id = endpoint_id(&id)?;
     let body: RotateBody = optional_json(&headers, &raw)?;
-    let overlap = match body.overlap_seconds {
+    let whole = |n: &serde_json::Number| {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_OVERLAP_SECS as f64).contains(f))
+                .map(|f| f as u64)
+        })
+    };
+    let overlap = match body.overlap_seconds.as_ref().map(whole) {
         None => DEFAULT_OVERLAP_SECS,
-        Some(s) if (0..=MAX_OVERLAP_SECS as i64).contains(&s) => s as u64,
+        Some(Some(s)) if s <= MAX_OVERLAP_SECS => s,
         Some(_) => {
             return Err(Problem::unprocessable(
                 "invalid_overlap",
