@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::events::EventType;
-use shared::store::deliveries::{self, Redelivery};
+use shared::store::deliveries::Redelivery;
 use shared::store::events::{self, Position};
 
 use crate::AppState;
@@ -117,7 +117,7 @@ pub async fn redeliver(
         .map(|e| endpoint_id(e).map_err(|p| p.field("endpointId")))
         .transpose()?;
     let retry = state.config.webhooks.retry_period;
-    match deliveries::redeliver(&state.db, &client, &id, endpoint, retry).await? {
+    match shared::services::webhooks::redeliver(&state.db, &client, &id, endpoint, retry).await? {
         Redelivery::EventNotFound => Err(event_not_found()),
         Redelivery::EndpointNotFound => Err(endpoint_not_found().field("endpointId")),
         Redelivery::EndpointDisabled => Err(Problem::new(

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::events::EventType;
+use shared::services::webhooks as services;
 use shared::store::deliveries::{self, AttemptRecord, DeliveryRecord};
-use shared::store::webhooks::{self, EndpointRecord, NewEndpoint};
+use shared::store::webhooks::{self, EndpointRecord};
+use shared::webhooks::ALL_TYPES;
 use shared::webhooks::address::validate_url;
-use shared::webhooks::{ALL_TYPES, signature};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -114,25 +115,25 @@ pub async fn create(
             format!("description is at most {MAX_DESCRIPTION} characters"),
         ));
     }
-    let secret = signature::generate_secret();
-    let new = NewEndpoint {
-        url: &body.url,
-        description: description.as_deref(),
-        event_types: &types,
-        secret: &secret,
-    };
-    let endpoint = webhooks::create(&state.db, &client, &new, settings.max_endpoints)
-        .await?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::CONFLICT,
-                "webhook_endpoint_limit",
-                format!(
-                    "a client may have at most {} webhook endpoints; disable and reuse one",
-                    settings.max_endpoints
-                ),
-            )
-        })?;
+    let (endpoint, secret) = services::create_endpoint(
+        &state.db,
+        &client,
+        &body.url,
+        description.as_deref(),
+        &types,
+        settings.max_endpoints,
+    )
+    .await?
+    .ok_or_else(|| {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "webhook_endpoint_limit",
+            format!(
+                "a client may have at most {} webhook endpoints; disable and reuse one",
+                settings.max_endpoints
+            ),
+        )
+    })?;
     let mut body = endpoint_json(&endpoint);
     body["secret"] = json!(secret);
     let location = format!("/api/v1/webhook-endpoints/{}", endpoint.id);
@@ -189,7 +190,7 @@ async fn set_enabled(
     PathParam(id): PathParam,
     enabled: bool,
 ) -> ApiResult<Json<Value>> {
-    let endpoint = webhooks::set_enabled(&state.db, &client, endpoint_id(&id)?, enabled)
+    let endpoint = services::set_enabled(&state.db, &client, endpoint_id(&id)?, enabled)
         .await?
         .ok_or_else(endpoint_not_found)?;
     Ok(Json(endpoint_json(&endpoint)))
@@ -253,16 +254,10 @@ pub async fn rotate_secret(
             ));
         }
     };
-    let secret = signature::generate_secret();
-    let endpoint = webhooks::rotate_secret(
-        &state.db,
-        &client,
-        id,
-        &secret,
-        Duration::from_secs(overlap),
-    )
-    .await?
-    .ok_or_else(endpoint_not_found)?;
+    let (endpoint, secret) =
+        services::rotate_secret(&state.db, &client, id, Duration::from_secs(overlap))
+            .await?
+            .ok_or_else(endpoint_not_found)?;
     let mut body = endpoint_json(&endpoint);
     body["secret"] = json!(secret);
     Ok(Json(body))

@@ -10,3 +10,4 @@ pub mod movement;
 pub mod posting;
 pub mod reconciliation;
 pub mod statements;
+pub mod webhooks;
