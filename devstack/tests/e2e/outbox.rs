@@ -62,6 +62,17 @@ impl Stack {
     }
 }
 
+/// A stack with a funding account, alice (100.00, no overdraft) and a shop.
+async fn funded_alice() -> Stack {
+    let s = Stack::start().await;
+    s.open("world", "unlimited").await;
+    s.open("alice", "0").await;
+    s.open("shop", "0").await;
+    s.submit("fund", "world", "alice", "100.00").await;
+    s.drain().await;
+    s
+}
+
 fn hold(key: &str, amount: &str) -> Value {
     let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     json!({"hold": {"source_account_id": "alice", "destination_account_id": "shop",
@@ -183,12 +194,7 @@ async fn every_change_writes_its_event_with_the_object_the_api_answers() {
 
 #[tokio::test]
 async fn an_expired_hold_is_announced_by_the_sweep_or_by_posting() {
-    let s = Stack::start().await;
-    s.open("world", "unlimited").await;
-    s.open("alice", "0").await;
-    s.open("shop", "0").await;
-    s.submit("fund", "world", "alice", "100.00").await;
-    s.drain().await;
+    let s = funded_alice().await;
     for (key, seconds) in [("soon-1", 2), ("soon-2", 2)] {
         let mut body = hold(key, "10.00");
         body["hold"]["expiresAt"] =
@@ -222,12 +228,7 @@ async fn an_expired_hold_is_announced_by_the_sweep_or_by_posting() {
 
 #[tokio::test]
 async fn a_monitor_fires_once_per_crossing_inside_posting() {
-    let s = Stack::start().await;
-    s.open("world", "unlimited").await;
-    s.open("alice", "0").await;
-    s.open("shop", "0").await;
-    s.submit("fund", "world", "alice", "100.00").await;
-    s.drain().await;
+    let s = funded_alice().await;
 
     let created = s
         .api

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use shared::accounts::AccountId;
 use shared::money::{Currency, at_currency_scale};
 use shared::monitors::{Condition, MAX_MONITORS_PER_ACCOUNT, MonitorField};
 use shared::services::monitors as services;
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::accounts::visible_account;
 use crate::extract::{ClientId, JsonBody, PathParam, page, query_params};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Problem, bad_parameter};
 
 const MAX_DESCRIPTION: usize = 500;
 
@@ -187,7 +188,11 @@ pub async fn list(
                 let (created_at, id) = page::cursor(&v)?;
                 cursor = Some(MonitorCursor { created_at, id });
             }
-            _ => account = Some(v),
+            _ => {
+                AccountId::parse(&v, "accountId")
+                    .map_err(|_| bad_parameter("accountId", "accountId is not an account id"))?;
+                account = Some(v);
+            }
         }
     }
     let (items, next) =

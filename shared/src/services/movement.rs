@@ -157,13 +157,13 @@ pub async fn hold(
 }
 
 /// Expires every hold past its expiry (the scheduled sweep; posting also expires the holds of the
-/// accounts it touches). Returns on how many accounts it released holds.
+/// accounts it touches). Returns how many holds it expired.
 pub async fn expire_holds(clients: &Clients) -> Result<u64, StoreError> {
     let mut total = 0;
     // Bounded: 1,000 rounds of 50 accounts (one short transaction each) per invocation; the next
     // minute takes the rest.
     for _ in 0..1_000 {
-        let n = holds::expire_due(&clients.db, Utc::now(), 50).await?;
+        let n = holds::expire_due(&clients.db, 50).await?;
         total += n;
         if n == 0 {
             break;

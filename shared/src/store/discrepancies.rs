@@ -388,7 +388,8 @@ async fn record_status_change(
 /// The event a discrepancy's change from `from` (`None`: found now) to `to` is announced by:
 /// opened when it needs attention anew (found, found again after it was closed, back to OPEN after
 /// its adjusting transfer was rejected), resolved when it closes (RESOLVED or IGNORED); none for
-/// the steps in between.
+/// the steps in between. An adjustment that could not even be queued (`abandon_adjustment`) is not
+/// announced: nothing happened to the money, and the client that asked was answered the error.
 pub fn status_event(from: Option<DiscrepancyStatus>, to: DiscrepancyStatus) -> Option<EventType> {
     use DiscrepancyStatus::*;
     let closed = |s: DiscrepancyStatus| matches!(s, Resolved | Ignored);

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{PgPool, StoreError};
+use super::{PgPool, StoreError, account_locks};
 use crate::ledger::{HoldState, HoldStatus};
 
 /// A hold and what happened to it: its state as posting decides against it, and what a client
@@ -169,36 +169,43 @@ pub async fn get(
     Ok(Some(hold))
 }
 
-/// Expires the ACTIVE holds past their expiry at `now` of up to `limit` source accounts, as a
-/// posting batch of those accounts would (the same plan: the holds become EXPIRED, closed at their
-/// expiry, the accounts' pending debits drop by what they still reserved, `hold.expired` events
-/// and monitor changes are written in the same transaction). Accounts are locked in account order,
-/// as posting takes them; one another transaction holds (a posting batch, which expires its holds
-/// itself) is skipped, never waited for. Returns how many holds it expired; call again while it
+/// Expires the ACTIVE holds past their expiry of up to `limit` source accounts, as a posting batch
+/// of those accounts would (the same plan: the holds become EXPIRED, closed at their expiry, the
+/// accounts' pending debits drop by what they still reserved, `hold.expired` events and monitor
+/// changes are written in the same transaction). An account another transaction holds (a posting
+/// batch, which expires its holds itself) is skipped, never waited for. Due means by the
+/// database's clock, as posting decides. Returns how many holds it expired; call again while it
 /// returns any.
-pub async fn expire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+pub async fn expire_due(pool: &PgPool, limit: i64) -> Result<u64, StoreError> {
     let conn = pool.get().await?;
     conn.batch_execute("BEGIN").await?;
     let result = async {
-        let accounts: Vec<String> = conn
+        let due: Vec<String> = conn
             .query(
-                "SELECT b.account_id FROM account_balances b
-                 WHERE b.account_id IN (SELECT source_account_id FROM holds
-                                        WHERE status = 'ACTIVE' AND expires_at <= $1)
-                 ORDER BY b.account_id
-                 LIMIT $2
-                 FOR UPDATE OF b SKIP LOCKED",
-                &[&now, &limit],
+                "SELECT DISTINCT source_account_id FROM holds
+                 WHERE status = 'ACTIVE' AND expires_at <= statement_timestamp()
+                 ORDER BY 1 LIMIT $1",
+                &[&limit],
             )
             .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
-        if accounts.is_empty() {
+        let keys: Vec<i64> = due.iter().map(|id| account_locks::key(id)).collect();
+        let free: Vec<String> = if due.is_empty() {
+            Vec::new()
+        } else {
+            conn.query(account_locks::TRY_LOCK, &[&due, &keys])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        if free.is_empty() {
             conn.batch_execute("COMMIT").await?;
             return Ok(0);
         }
-        let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        let ids: Vec<&str> = free.iter().map(String::as_str).collect();
         super::posting::expire_in_transaction(&conn, &ids).await
     }
     .await;

@@ -1,5 +1,6 @@
 //! PostgreSQL adapter: the pool, the migrations, and every SQL statement the ledger runs.
 
+pub mod account_locks;
 pub mod accounts;
 pub mod dead_letters;
 pub mod deliveries;

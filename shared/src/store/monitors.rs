@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{PgPool, StoreError, outbox};
+use super::{PgPool, StoreError, account_locks, outbox};
 use crate::events::{EventType, NewEvent};
 use crate::monitors::{
     Condition, MAX_MONITORS_PER_ACCOUNT, Monitor, MonitorField, MonitorState, MonitorStatus,
@@ -141,6 +141,9 @@ impl From<tokio_postgres::Error> for CreateError {
 pub async fn create(pool: &PgPool, new: NewMonitor) -> Result<Monitor, CreateError> {
     let mut conn = pool.get().await.map_err(StoreError::from)?;
     let tx = conn.transaction().await?;
+    // The account's lock first, as every writer of it takes it (see `account_locks`).
+    let keys = account_locks::keys([new.account_id.as_str()]);
+    tx.query_one(account_locks::LOCK, &[&keys]).await?;
     let Some(row) = tx
         .query_opt(
             "SELECT a.currency::text, b.balance, b.pending, statement_timestamp()
@@ -290,21 +293,38 @@ pub async fn list(
 
 /// Disables the client's monitor `id` (it is never evaluated again); returns it as it is now,
 /// or `None` if the client has no such monitor. Disabling a disabled monitor changes nothing.
+/// Under its account's lock: a posting batch that read the monitor as active finishes (and
+/// writes its state and events) before the monitor is disabled.
 pub async fn disable(
     pool: &PgPool,
     client_id: &str,
     id: Uuid,
 ) -> Result<Option<Monitor>, StoreError> {
-    let conn = pool.get().await?;
-    let stmt = conn
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT account_id FROM balance_monitors WHERE id = $1 AND client_id = $2",
+            &[&id, &client_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let keys = account_locks::keys([row.get::<_, &str>(0)]);
+    tx.query_one(account_locks::LOCK, &[&keys]).await?;
+    let stmt = tx
         .prepare_cached(&format!(
             "UPDATE balance_monitors SET status = 'DISABLED', updated_at = now()
              WHERE id = $1 AND client_id = $2
              RETURNING {MONITOR_COLUMNS}"
         ))
         .await?;
-    conn.query_opt(&stmt, &[&id, &client_id])
+    let monitor = tx
+        .query_opt(&stmt, &[&id, &client_id])
         .await?
         .map(|r| monitor(&r))
-        .transpose()
+        .transpose()?;
+    tx.commit().await?;
+    Ok(monitor)
 }

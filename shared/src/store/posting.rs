@@ -11,11 +11,13 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::account_locks;
 use super::holds::{HOLD_STATE_COLUMNS, hold_state};
 use super::monitors::{LOAD_MONITORS, MonitorRows, UPDATE_MONITORS, monitor};
 use super::outbox::{self, EventRows, HoldOrigin, INSERT_EVENTS};
 use super::{PgPool, StoreError};
 use crate::accounts::OverdraftLimit;
+use crate::events::{EventType, NewEvent};
 use crate::ledger::{
     self, BatchPlan, Book, FailureCode, LockedAccount, Outcome, Recorded, RecordedKeys,
     RefundableLeg,
@@ -359,6 +361,18 @@ pub async fn record_refused(pool: &PgPool, m: &TransferMessage) -> Result<Outcom
         )
         .await?;
     if inserted == 1 {
+        // Its event, with the transaction as recorded (without what the database refused).
+        if let Some(record) =
+            super::transactions::find_by_key_on(&conn, &m.client_id, &m.idempotency_key).await?
+        {
+            let failed = NewEvent {
+                client_id: m.client_id.clone(),
+                event_type: EventType::TransferFailed,
+                subject_id: record.id.to_string(),
+                data: crate::views::transaction_json(&record),
+            };
+            outbox::write(&conn, std::slice::from_ref(&failed)).await?;
+        }
         if let Some(discrepancy) = t.adjusts() {
             let settled = conn
                 .query(
@@ -431,7 +445,7 @@ async fn post_in_transaction(
     Ok(plan.outcomes)
 }
 
-/// Expires the due holds of `accounts` (already locked by the caller's transaction) the way a
+/// Expires the due holds of `accounts` (whose advisory locks the caller's transaction holds) the way a
 /// batch does before its messages: the same plan, so the sweep writes the same rows, events and
 /// monitor changes posting would. Commits.
 pub(super) async fn expire_in_transaction(
@@ -463,7 +477,8 @@ async fn lock_and_read(
     ids: &[&str],
     messages: &[TransferMessage],
 ) -> Result<(Book, RecordedKeys, HashMap<Uuid, HoldOrigin>), StoreError> {
-    let (lock_stmt, time_stmt, find_stmt, monitors_stmt) = tokio::try_join!(
+    let (advisory_stmt, lock_stmt, time_stmt, find_stmt, monitors_stmt) = tokio::try_join!(
+        conn.prepare_cached(account_locks::LOCK),
         conn.prepare_cached(LOCK_ACCOUNTS),
         conn.prepare_cached(BATCH_TIME),
         conn.prepare_cached(FIND_RECORDED),
@@ -489,11 +504,15 @@ async fn lock_and_read(
         })
         .collect();
 
-    // One round trip: BEGIN, the sorted lock statement, the batch's time, the lookup of
+    // One round trip: BEGIN, the accounts' advisory locks (see `account_locks`: the transaction's
+    // id, which orders its events, is assigned only once it holds all of them), the sorted row
+    // lock statement, the batch's time, the lookup of
     // already-recorded keys, the monitors (and the refunded legs) are pipelined in this order, so
     // the lookups run after the locks are held and see a concurrent delivery of the same message
     // that committed first. Biased: polled (so sent) in this order, and the first error in this
     // order is the one returned.
+    let lock_keys = account_locks::keys(ids.iter().copied());
+    let lock_keys_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&lock_keys];
     let ids_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     let find_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&clients, &keys];
     let begin = async {
@@ -515,9 +534,10 @@ async fn lock_and_read(
         let stmt = conn.prepare_cached(LOAD_REFUNDABLE).await?;
         conn.query(&stmt, &[&originals]).await
     };
-    let (_, locked, time, recorded, monitors, refundable) = tokio::try_join!(
+    let (_, _, locked, time, recorded, monitors, refundable) = tokio::try_join!(
         biased;
         begin,
+        conn.query_one(&advisory_stmt, &lock_keys_param),
         conn.query(&lock_stmt, &ids_param),
         conn.query_one(&time_stmt, &[]),
         recorded,

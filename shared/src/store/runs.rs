@@ -206,7 +206,7 @@ pub async fn save_run(
         changed.push((r.get(0), from, DiscrepancyStatus::Resolved));
     }
     super::discrepancies::write_events(&tx, &changed).await?;
-    // The run's report as `GET /reconciliations/{id}` answers it, with what it changed.
+    // The run's report as the reconcile route answers it (with what it changed to discrepancies).
     let mut object = report.clone();
     if let Some(o) = object.as_object_mut() {
         o.insert("discrepancyChanges".into(), json!(stats));

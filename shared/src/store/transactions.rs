@@ -104,6 +104,15 @@ pub async fn find_by_key(
     key: &str,
 ) -> Result<Option<TransactionRecord>, StoreError> {
     let conn = pool.get().await?;
+    find_by_key_on(&conn, client_id, key).await
+}
+
+/// `find_by_key` on `conn`, inside the caller's transaction if it has one.
+pub(super) async fn find_by_key_on(
+    conn: &impl deadpool_postgres::GenericClient,
+    client_id: &str,
+    key: &str,
+) -> Result<Option<TransactionRecord>, StoreError> {
     let stmt = conn
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM transactions t

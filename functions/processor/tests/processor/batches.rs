@@ -261,12 +261,49 @@ async fn a_message_the_database_refuses_fails_alone_and_the_rest_of_the_batch_po
         ("FAILED", Some("refused_by_database"))
     );
     assert!(p2.entries.is_empty());
+    // Each message has its event, the refused one as recorded (its free-form content left out).
+    let conn = env.clients.db.get().await.unwrap();
+    let events: Vec<(String, serde_json::Value)> = conn
+        .query(
+            "SELECT type, data FROM events WHERE type LIKE 'transfer.%' ORDER BY xid, seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Posted one by one after the batch was refused: p1, p2 (recorded FAILED), p3.
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "transfer.completed",
+            "transfer.failed",
+            "transfer.completed"
+        ]
+    );
+    let refused = &events[1].1;
+    assert_eq!(refused["idempotencyKey"], "p2");
+    assert_eq!(refused["failureCode"], "refused_by_database");
+    assert_eq!(
+        refused["transaction"]["description"],
+        serde_json::Value::Null
+    );
 
-    // A redelivery of the same batch changes nothing.
+    // A redelivery of the same batch changes nothing, and announces nothing again.
     let again = processor::handle_batch(&env.clients, event(&raw)).await;
     assert!(failures(&again).is_empty());
     assert_eq!(balance(&env, "alice").await, "10.00");
     assert_eq!(count(&env, "SELECT count(*) FROM transactions").await, 3);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM events WHERE type LIKE 'transfer.%'"
+        )
+        .await,
+        events.len() as i64
+    );
     env.assert_invariants().await;
 }
 
