@@ -1141,3 +1141,77 @@ async fn every_event_is_put_on_the_eventbridge_bus_and_refusals_are_retried() {
     assert_eq!(seen[0]["detail"]["data"]["object"]["id"], "r0");
     assert!(cursor().await > 0);
 }
+
+#[tokio::test]
+async fn a_killed_devstack_dispatch_process_loses_nothing() {
+    let s = Stack::start().await;
+    // The first request is held far longer than the process lives; the rest answer at once.
+    let rx = Receiver::start(|_, n| {
+        if n == 0 {
+            Reply::After(Duration::from_secs(30), 200)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    create_endpoint(&s.api, &rx.url("/p"), &["*"]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(write_event(&s, DEMO_CLIENT, "hold.expired", &format!("p{i}")).await);
+    }
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let admin = shared::testkit::admin_database_url();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .arg("dispatch")
+        .env(
+            "DATABASE_MIGRATION_URL",
+            shared::testkit::with_database(&admin, &s.env.database_name),
+        )
+        .env("DATABASE_URL", &s.env.clients.config.database_url)
+        .env("AWS_ENDPOINT_URL_SQS", shared::testkit::sqs_endpoint())
+        .env("SQS_QUEUE_NAME", format!("dispatch-{run}"))
+        .env("REDIS_KEY_PREFIX", format!("test:dispatch-{run}"))
+        .env("WEBHOOK_ALLOW_PRIVATE_URLS", "true")
+        .env("WEBHOOK_TIMEOUT_MS", "1000")
+        .env("WEBHOOK_LEASE_SECONDS", "6")
+        .env("DISPATCH_RUN_SECONDS", "30")
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the devstack binary");
+    let mut child = KillOnDrop(child);
+    let started = Instant::now();
+    while rx.received("/p").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the devstack dispatcher sent nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimed_at = Instant::now();
+    child.0.kill().unwrap(); // SIGKILL while the receiver holds its request
+    child.0.wait().unwrap();
+    // A dispatcher of our own: nothing until the dead one's lease (6 s) runs out, then everything,
+    // the held event first, in order.
+    let d = dispatcher(&s, |_| {});
+    dispatch_until(&d, Duration::from_secs(30), || rx.received("/p").len() >= 4).await;
+    assert_eq!(
+        rx.event_ids("/p"),
+        [ids[0].as_str(), &ids[0], &ids[1], &ids[2]]
+    );
+    assert!(rx.received("/p")[1].at.duration_since(claimed_at) >= Duration::from_secs(4));
+}
+
+/// A child process that does not outlive its test, whatever happens.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
