@@ -65,5 +65,5 @@ invoke-events:
 ## BENCH=posting|intake|movement|startup|reconcile|all, BENCH_ARGS="--scale 0.1 --json bench.json"
 BENCH ?= all
 bench: services
-	cargo build --release --bins -p api -p processor -p reconciler -p migrator -p bench
+	cargo build --release --bins -p api -p processor -p reconciler -p dispatcher -p migrator -p bench
 	./target/release/bench $(BENCH) $(BENCH_ARGS)

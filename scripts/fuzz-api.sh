@@ -57,6 +57,9 @@ export REDIS_KEY_PREFIX="fuzz-$RUN_ID"
 # below it (201), and the transfers the run posts to it push it over (202, then polled).
 export PORT BIND=127.0.0.1 RECONCILE_INTERVAL_SECS=0 RECONCILE_QUEUED_INTERVAL_SECS=5
 export RECONCILE_SYNC_MAX_ITEMS=${FUZZ_SYNC_MAX_ITEMS:-8} RUST_LOG=${RUST_LOG:-warn}
+# Webhooks: fuzzed endpoints receive nothing. No dispatcher runs (DISPATCH_RUN_SECONDS=0), and URLs
+# are checked as in AWS (https, public addresses only), so the refusals are exercised too.
+export DISPATCH_RUN_SECONDS=0 WEBHOOK_ALLOW_PRIVATE_URLS=false
 
 ./target/debug/devstack run >"$OUT/devstack.log" 2>&1 &
 DEVSTACK=$!
@@ -107,7 +110,9 @@ b3,$today,12.00,USD,unknown" text/csv
 # reconciliation is queued (202) and polled.
 api POST '/statements?accountId=alice' "$(printf 'id,booked_date,amount,currency\n'
   for d in $(seq 10 19); do printf 'jan-%s,2026-01-%s,%s.00,USD\n' "$d" "$d" "$d"; done)" text/csv
-sleep 2 # the poller posts the transfer
+sleep 2 # the poller posts the transfer (and writes its event)
+# A webhook endpoint (nothing is sent: no dispatcher runs here) for the endpoint and delivery routes.
+api POST /webhook-endpoints '{"url":"https://hooks.example.com/fuzz","eventTypes":["*"],"description":"fuzz"}'
 api POST /accounts/alice/reconcile "{\"startDate\":\"$today\",\"endDate\":\"$today\"}"
 
 # The spec's paths start with /api/v1, so the base URL is the bare origin.

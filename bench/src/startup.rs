@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::report::{Report, quantile, sorted};
 
-pub const FUNCTIONS: [&str; 4] = ["api", "processor", "reconciler", "migrator"];
+pub const FUNCTIONS: [&str; 5] = ["api", "processor", "reconciler", "dispatcher", "migrator"];
 
 fn release_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")

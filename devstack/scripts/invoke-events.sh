@@ -11,7 +11,9 @@ source devstack/local.env
 export RUST_LOG=warn
 ./devstack/scripts/services.sh --deploy-tools
 cargo run -q -p devstack -- setup
-cargo build -q --bins -p api -p processor -p reconciler   # processor: also the dead-letters binary
+cargo build -q --bins -p api -p processor -p reconciler -p dispatcher   # processor: also the dead-letters binary
+# One dispatcher invocation runs its loop this long (45 s by default).
+export DISPATCH_RUN_SECONDS=2
 
 log=.devstack/watch.log
 cargo-lambda lambda watch -A 127.0.0.1 -P 9000 >"$log" 2>&1 &
@@ -35,5 +37,11 @@ for f in events/sqs/*.json; do
     *) invoke processor "$f" || failed=1 ;;
   esac
 done
-for f in events/scheduler/*.json; do invoke reconciler "$f" || failed=1; done
+for f in events/scheduler/*.json; do
+  case "$f" in
+    # The every-minute schedule of the webhook dispatcher.
+    events/scheduler/dispatch*) invoke dispatcher "$f" || failed=1 ;;
+    *) invoke reconciler "$f" || failed=1 ;;
+  esac
+done
 exit $failed

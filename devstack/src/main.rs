@@ -1,6 +1,8 @@
 //! `devstack setup` prepares the local stack; `devstack` (or `devstack run`) also serves the API on
 //! 127.0.0.1:3000 (`PORT`, `BIND`) and runs the SQS poller(s) that feed the processor and the
-//! dead-letters function.
+//! dead-letters function, and the webhook dispatcher's loop in the background (`DISPATCH_RUN_SECONDS`
+//! per window, 0 = off). `devstack dispatch` runs only the dispatcher's loop, forever (tests kill it
+//! mid-delivery).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +20,11 @@ async fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "setup" => return Ok(()),
         "run" => {}
-        other => anyhow::bail!("unknown command {other:?}; use `setup` or `run`"),
+        "dispatch" => {
+            devstack::dispatch::run_forever(&clients).await?;
+            return Ok(());
+        }
+        other => anyhow::bail!("unknown command {other:?}; use `setup`, `run` or `dispatch`"),
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -64,6 +70,17 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    // The dispatcher's schedule stand-in: its loop, window after window (DISPATCH_RUN_SECONDS = 0
+    // turns it off, as the fuzz does: fuzzed endpoints must receive nothing).
+    if !clients.config.webhooks.run_for.is_zero() {
+        let clients = clients.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = devstack::dispatch::run_forever(&clients).await {
+                tracing::error!(error = %e, "the webhook dispatcher stopped");
+            }
+        }));
+    }
+
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let addr: SocketAddr = format!("{bind}:{port}").parse().context("BIND/PORT")?;
@@ -82,6 +99,12 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let _ = stop_tx.send(true);
+    for t in &tasks {
+        // The dispatcher's loop has no stop signal: a send cut short is sent again after its lease.
+        if !t.is_finished() {
+            t.abort();
+        }
+    }
     for t in tasks {
         let _ = t.await;
     }

@@ -56,6 +56,11 @@ pub fn local_env() -> HashMap<&'static str, String> {
             "SQS_VISIBILITY_TIMEOUT",
             get("SQS_VISIBILITY_TIMEOUT", "30"),
         ),
+        // Local receivers (scripts/webhook-receiver.py on 127.0.0.1): the devstack-only allowance.
+        (
+            "WEBHOOK_ALLOW_PRIVATE_URLS",
+            get("WEBHOOK_ALLOW_PRIVATE_URLS", "true"),
+        ),
     ])
 }
 

@@ -60,6 +60,58 @@ pub struct Config {
     pub api_tokens: String,
     /// Reconciliation settings (`RECONCILE_*`, `SUSPENSE_ACCOUNT_ID`, `MAX_STATEMENT_BYTES`).
     pub reconcile: ReconcileConfig,
+    /// Webhook delivery and the dispatcher (`WEBHOOK_*`, `DISPATCH_RUN_SECONDS`, `EVENT_BUS_NAME`,
+    /// `MAX_WEBHOOK_ENDPOINTS`).
+    pub webhooks: WebhookConfig,
+}
+
+/// How the dispatcher delivers events (issue 12).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_TIMEOUT_MS` (default 10000): one attempt, from connect to the response's head.
+    pub timeout: Duration,
+    /// `WEBHOOK_RETRY_PERIOD_SECONDS` (default 259200, 3 days): after this a failed attempt is the
+    /// last one and the delivery is FAILED.
+    pub retry_period: Duration,
+    /// `WEBHOOK_BACKOFF_BASE_SECONDS` (default 10) and `WEBHOOK_BACKOFF_MAX_SECONDS` (default 3600):
+    /// the delay after the n-th failed attempt is about base x 2^(n-1), capped, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// `WEBHOOK_LEASE_SECONDS` (default 60, at least the timeout plus 5 s): how long a claimed
+    /// delivery belongs to its dispatcher; a dispatcher killed mid-send leaves it to the next one
+    /// after this.
+    pub lease: Duration,
+    /// `WEBHOOK_CONCURRENCY` (default 16): deliveries in flight at once per dispatcher, each to a
+    /// different endpoint.
+    pub concurrency: usize,
+    /// `WEBHOOK_ALLOW_PRIVATE_URLS` (default false): devstack and tests only. Allows `http` URLs and
+    /// private, loopback and link-local addresses. Never set in template.yaml.
+    pub allow_private_urls: bool,
+    /// `EVENT_BUS_NAME` (default empty: off): the EventBridge bus every event is also put on.
+    pub event_bus_name: Option<String>,
+    /// `DISPATCH_RUN_SECONDS` (default 45): how long one dispatcher invocation keeps claiming work
+    /// (it then waits for its sends in flight, at most `WEBHOOK_TIMEOUT_MS`; the function's timeout
+    /// is 60 s).
+    pub run_for: Duration,
+    /// `MAX_WEBHOOK_ENDPOINTS` (default 16): endpoints one client may have.
+    pub max_endpoints: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_period: Duration::from_secs(259_200),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(3600),
+            lease: Duration::from_secs(60),
+            concurrency: 16,
+            allow_private_urls: false,
+            event_bus_name: None,
+            run_for: Duration::from_secs(45),
+            max_endpoints: 16,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,6 +284,7 @@ impl Config {
                 max_statement_bytes: number("MAX_STATEMENT_BYTES", 5 * 1024 * 1024)? as usize,
                 sync_max_items: number("RECONCILE_SYNC_MAX_ITEMS", 200_000)?,
             },
+            webhooks: webhook_config(&get, &number)?,
         })
     }
 }
@@ -246,6 +299,42 @@ impl Config {
             max_hold: chrono::Duration::days(i64::from(self.max_hold_days)),
         }
     }
+}
+
+/// The `WEBHOOK_*` settings; see [`WebhookConfig`].
+fn webhook_config(
+    get: &impl Fn(&str) -> Option<String>,
+    number: &impl Fn(&str, u64) -> Result<u64, ConfigError>,
+) -> Result<WebhookConfig, ConfigError> {
+    let d = WebhookConfig::default();
+    let secs = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(number(name, default.as_secs())?.max(1)))
+    };
+    let timeout = Duration::from_millis(
+        number("WEBHOOK_TIMEOUT_MS", d.timeout.as_millis() as u64)?.clamp(100, 60_000),
+    );
+    let allow_private_urls = match get("WEBHOOK_ALLOW_PRIVATE_URLS").as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ConfigError(format!(
+                "WEBHOOK_ALLOW_PRIVATE_URLS must be true or false, got {v:?}"
+            )));
+        }
+    };
+    Ok(WebhookConfig {
+        timeout,
+        retry_period: secs("WEBHOOK_RETRY_PERIOD_SECONDS", d.retry_period)?,
+        backoff_base: secs("WEBHOOK_BACKOFF_BASE_SECONDS", d.backoff_base)?,
+        backoff_max: secs("WEBHOOK_BACKOFF_MAX_SECONDS", d.backoff_max)?,
+        lease: secs("WEBHOOK_LEASE_SECONDS", d.lease)?.max(timeout + Duration::from_secs(5)),
+        concurrency: number("WEBHOOK_CONCURRENCY", d.concurrency as u64)?.clamp(1, 256) as usize,
+        allow_private_urls,
+        event_bus_name: get("EVENT_BUS_NAME").filter(|v| !v.is_empty()),
+        run_for: Duration::from_secs(number("DISPATCH_RUN_SECONDS", d.run_for.as_secs())?),
+        max_endpoints: number("MAX_WEBHOOK_ENDPOINTS", d.max_endpoints as u64)?.clamp(1, 1000)
+            as usize,
+    })
 }
 
 /// `API_TOKENS` as given, once it parses (an unknown role or a malformed entry stops the load).
@@ -287,6 +376,41 @@ mod tests {
         let mut bad = BASE.to_vec();
         bad.push(("MAX_TRANSFER_AMOUNT", "10000000000000000"));
         assert!(load(&bad).is_err(), "above the ledger's ceiling");
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let c = load(&BASE).unwrap();
+        assert_eq!(c.webhooks, WebhookConfig::default());
+        assert!(!c.webhooks.allow_private_urls);
+        let c = load(
+            &[
+                BASE.as_slice(),
+                &[
+                    ("WEBHOOK_ALLOW_PRIVATE_URLS", "true"),
+                    ("WEBHOOK_TIMEOUT_MS", "500"),
+                    ("WEBHOOK_LEASE_SECONDS", "1"),
+                    ("EVENT_BUS_NAME", "ledger-events"),
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(c.webhooks.allow_private_urls);
+        assert_eq!(c.webhooks.timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.webhooks.lease,
+            Duration::from_millis(5500),
+            "lease outlives the timeout"
+        );
+        assert_eq!(c.webhooks.event_bus_name.as_deref(), Some("ledger-events"));
+        let bad = [BASE.as_slice(), &[("WEBHOOK_ALLOW_PRIVATE_URLS", "yes")]].concat();
+        assert!(
+            load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("WEBHOOK_ALLOW_PRIVATE_URLS")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod dead_letters;
+pub mod eventbus;
 pub mod events;
 pub mod idempotency;
 pub mod ledger;
@@ -22,6 +23,7 @@ pub mod telemetry;
 pub mod transfers;
 pub mod validation;
 pub mod views;
+pub mod webhooks;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -54,6 +54,11 @@ impl Metrics {
         self.add(None, name, ms, "Milliseconds");
     }
 
+    /// A value in seconds (e.g. the dispatcher's `OutboxLagSeconds`).
+    pub fn seconds(&mut self, name: &str, s: f64) {
+        self.add(None, name, s, "Seconds");
+    }
+
     fn add(&mut self, dim: Option<(&'static str, String)>, name: &str, v: f64, unit: &'static str) {
         let key = dim.map_or((None, None), |(d, val)| (Some(d), Some(val)));
         let entry = self

@@ -147,6 +147,16 @@ impl TestEnv {
             export_max_rows: 2000,
             api_tokens: String::new(),
             reconcile: Default::default(),
+            // Local receivers on 127.0.0.1, short waits: the webhook tests drive their own timing.
+            webhooks: crate::config::WebhookConfig {
+                timeout: Duration::from_millis(1500),
+                backoff_base: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(4),
+                lease: Duration::from_secs(3),
+                allow_private_urls: true,
+                run_for: Duration::from_secs(5),
+                ..Default::default()
+            },
         };
         let auth = Authenticator::default()
             .with_client(DEMO_CLIENT, DEMO_TOKEN)

@@ -137,6 +137,26 @@ async fn every_event_fixture_runs_through_its_handler() {
     );
     let listed = api("list-account-holds", StatusCode::OK).await;
     assert_eq!(listed["holds"][0]["id"], hold_id);
+
+    // Events out: an endpoint (its secret shown once), the events, and the fixtures that name an
+    // endpoint, event or delivery by fixed ids this database does not have.
+    let endpoint = api("create-webhook-endpoint", StatusCode::CREATED).await;
+    assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
+    let listed = api("list-webhook-endpoints", StatusCode::OK).await;
+    assert_eq!(listed["endpoints"][0]["id"], endpoint["id"]);
+    for name in [
+        "get-webhook-endpoint",
+        "disable-webhook-endpoint",
+        "enable-webhook-endpoint",
+        "rotate-webhook-secret",
+        "list-webhook-deliveries",
+        "get-webhook-delivery",
+        "get-event",
+        "redeliver-event",
+    ] {
+        api(name, StatusCode::NOT_FOUND).await;
+    }
+    api("list-events", StatusCode::OK).await;
     // A balance monitor on alice, listed.
     let monitor = api("create-monitor", StatusCode::CREATED).await;
     assert_eq!(monitor["condition"], "BELOW");
@@ -157,6 +177,15 @@ async fn every_event_fixture_runs_through_its_handler() {
         serde_json::from_str(&read("scheduler/reconcile-queued.json")).unwrap();
     let summary = reconciler::handle(&s.env.clients, event).await.unwrap();
     assert_eq!(summary["task"], "queued-reconciliations");
+    // The dispatcher's schedule: one short run of its loop (whatever it sends to the fixture's
+    // endpoint fails here, offline, and is retried later: an attempt, not an error).
+    let mut settings = s.env.clients.config.webhooks.clone();
+    settings.run_for = std::time::Duration::from_millis(200);
+    let dispatcher =
+        shared::services::dispatch::Dispatcher::new(s.env.clients.db.clone(), settings).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&read("scheduler/dispatch.json")).unwrap();
+    let summary = dispatcher::handle(&dispatcher, event).await.unwrap();
+    assert_eq!(summary["errors"], 0, "{summary}");
 
     // A batch with a malformed second message: it and the one after it are reported.
     let failures = invoke_processor(&s, "sqs/transfer-batch-with-malformed.json").await;
@@ -186,6 +215,7 @@ async fn every_event_fixture_runs_through_its_handler() {
     used.insert("sqs/transfer-batch-with-malformed.json".into());
     used.insert("scheduler/reconcile-daily.json".into());
     used.insert("scheduler/reconcile-queued.json".into());
+    used.insert("scheduler/dispatch.json".into());
 
     let mut on_disk = BTreeSet::new();
     // (events/cloudformation is exercised by the migrator's own tests.)

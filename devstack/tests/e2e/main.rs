@@ -15,3 +15,4 @@ mod routes;
 mod scheduled;
 mod search;
 mod search_plans;
+mod webhooks;

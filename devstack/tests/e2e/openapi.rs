@@ -599,6 +599,101 @@ async fn every_response_matches_openapi() {
     )
     .await; // 422
 
+    // Events out (issue 12): endpoints, events, redelivery and the delivery log.
+    let (status, endpoint) = c
+        .post(
+            "/api/v1/webhook-endpoints",
+            json!({"url": "https://hooks.example.com/ledger", "eventTypes": ["*"], "description": "orders"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let ep = endpoint["id"].as_str().unwrap().to_string();
+    c.post(
+        "/api/v1/webhook-endpoints",
+        json!({"url": "ftp://hooks.example.com/", "eventTypes": ["*"]}),
+    )
+    .await; // 422 endpoint_url_not_allowed
+    c.post(
+        "/api/v1/webhook-endpoints",
+        json!({"url": "https://hooks.example.com/", "eventTypes": ["transfer.posted"]}),
+    )
+    .await; // 422 unknown_event_type
+    c.get("/api/v1/webhook-endpoints").await;
+    c.get("/api/v1/webhook-endpoints?x=1").await; // 400
+    c.get(&format!("/api/v1/webhook-endpoints/{ep}")).await;
+    c.get("/api/v1/webhook-endpoints/00000000-0000-0000-0000-000000000000")
+        .await; // 404
+    let (status, _) = c
+        .post(
+            &format!("/api/v1/webhook-endpoints/{ep}/rotate-secret"),
+            json!({"overlapSeconds": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    c.post(
+        &format!("/api/v1/webhook-endpoints/{ep}/rotate-secret"),
+        json!({"overlapSeconds": -1}),
+    )
+    .await; // 422
+    let event: String = s
+        .env
+        .clients
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "INSERT INTO events (client_id, type, subject_id, data)
+             VALUES ('demo', 'transfer.completed', 't1', '{\"id\": \"t1\"}') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (_, page) = c
+        .get("/api/v1/events?limit=1&type=transfer.completed")
+        .await;
+    assert_eq!(page["events"][0]["id"], event.as_str());
+    c.get("/api/v1/events?cursor=@").await; // 400
+    c.get(&format!("/api/v1/events/{event}")).await;
+    c.get("/api/v1/events/evt_nope").await; // 404
+    let (status, redelivered) = c
+        .post(&format!("/api/v1/events/{event}/redeliver"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{redelivered}");
+    let delivery = redelivered["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.post(
+        &format!("/api/v1/events/{event}/redeliver"),
+        json!({"endpointId": "00000000-0000-0000-0000-000000000000"}),
+    )
+    .await; // 404
+    c.post(
+        &format!("/api/v1/webhook-endpoints/{ep}/disable"),
+        json!({}),
+    )
+    .await;
+    c.post(
+        &format!("/api/v1/events/{event}/redeliver"),
+        json!({"endpointId": ep}),
+    )
+    .await; // 409
+    c.post(&format!("/api/v1/webhook-endpoints/{ep}/enable"), json!({}))
+        .await;
+    c.get(&format!(
+        "/api/v1/webhook-endpoints/{ep}/deliveries?limit=10"
+    ))
+    .await;
+    c.get(&format!(
+        "/api/v1/webhook-endpoints/{ep}/deliveries?status=NOPE"
+    ))
+    .await; // 400
+    c.get(&format!("/api/v1/webhook-deliveries/{delivery}"))
+        .await;
+    c.get("/api/v1/webhook-deliveries/0").await; // 404
+
     let all: BTreeSet<(String, String)> = c.spec.operations.iter().cloned().collect();
     let missed: Vec<_> = all.difference(&c.seen).collect();
     assert!(

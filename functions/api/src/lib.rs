@@ -4,6 +4,7 @@
 mod accounts;
 mod bulk;
 mod discrepancies;
+mod events;
 pub mod extract;
 mod holds;
 mod monitors;
@@ -14,6 +15,7 @@ mod runs;
 mod search;
 mod statements;
 mod transactions;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -68,6 +70,26 @@ pub fn router(state: AppState) -> Router {
         .route("/discrepancies/resolve", post(discrepancies::resolve_many))
         .route("/discrepancies/{id}", get(discrepancies::get))
         .route("/discrepancies/{id}/resolve", post(discrepancies::resolve))
+        // Events out (issue 12): webhook endpoints, their delivery log, the events and redelivery.
+        .route(
+            "/webhook-endpoints",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route("/webhook-endpoints/{id}", get(webhooks::get))
+        .route("/webhook-endpoints/{id}/disable", post(webhooks::disable))
+        .route("/webhook-endpoints/{id}/enable", post(webhooks::enable))
+        .route(
+            "/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/webhook-endpoints/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route("/webhook-deliveries/{id}", get(webhooks::delivery))
+        .route("/events", get(events::list))
+        .route("/events/{id}", get(events::get))
+        .route("/events/{id}/redeliver", post(events::redeliver))
         .route("/queue/stats", get(operations::queue_stats))
         .route("/cache/stats", get(operations::cache_stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -10,7 +10,9 @@ use shared::store::{self, PgPool, roles};
 use shared::testkit::{TestEnv, admin_database_url, with_database};
 
 /// Every table no code path updates or deletes, with a column to try an UPDATE on.
-const APPEND_ONLY: [(&str, &str); 9] = [
+const APPEND_ONLY: [(&str, &str); 11] = [
+    ("events", "type"),
+    ("webhook_attempts", "error"),
     ("ledger_entries", "amount"),
     ("refunds", "amount"),
     ("audit_log", "action"),
@@ -92,7 +94,15 @@ const SEED: &str = "
     VALUES ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-0000000000d1');
     INSERT INTO discrepancy_events (discrepancy_id, actor, to_status)
     VALUES ('00000000-0000-7000-8000-0000000000d1', 'reconciler', 'OPEN');
-    INSERT INTO dead_letters (message_id, body) VALUES ('m1', '{}');";
+    INSERT INTO dead_letters (message_id, body) VALUES ('m1', '{}');
+    INSERT INTO events (client_id, type, subject_id, data) VALUES ('demo', 'hold.created', 'h', '{}');
+    INSERT INTO webhook_endpoints (id, client_id, url, event_types, status, secret)
+    VALUES ('00000000-0000-7000-8000-0000000000e1', 'demo', 'https://hooks.example.com/', '{*}',
+        'ENABLED', 'whsec_x');
+    INSERT INTO webhook_deliveries (endpoint_id, client_id, event_seq, status, next_attempt_at, give_up_at)
+    SELECT '00000000-0000-7000-8000-0000000000e1', 'demo', seq, 'PENDING', now(), now() FROM events;
+    INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, duration_ms)
+    SELECT id, 1, now(), 500, 3 FROM webhook_deliveries;";
 
 #[tokio::test]
 async fn the_functions_connect_as_the_app_login_not_the_owner() {

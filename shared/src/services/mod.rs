@@ -3,9 +3,11 @@
 //! a rule nor a SQL statement. The Lambda functions and devstack call these.
 
 pub mod discrepancies;
+pub mod dispatch;
 pub mod intake;
 pub mod monitors;
 pub mod movement;
 pub mod posting;
 pub mod reconciliation;
 pub mod statements;
+pub mod webhooks;

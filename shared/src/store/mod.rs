@@ -3,7 +3,9 @@
 pub mod account_locks;
 pub mod accounts;
 pub mod dead_letters;
+pub mod deliveries;
 pub mod discrepancies;
+pub mod events;
 pub mod holds;
 pub mod intake;
 pub mod invariants;
@@ -18,6 +20,7 @@ pub mod search;
 pub mod statements;
 pub mod tls;
 pub mod transactions;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

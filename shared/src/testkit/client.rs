@@ -2,7 +2,7 @@
 //! end-to-end test (`devstack/tests`) sends its requests through [`TestClient`], in memory through
 //! the same axum `Router` that Lambda and devstack serve (tower `oneshot`, no socket).
 //!
-//! It lives here, behind the `testkit` feature (which alone pulls in axum, http and tower), because
+//! It lives here, behind the `testkit` feature (which alone pulls in axum), because
 //! `shared` is the one crate both test suites already use: the client takes a `Router`, so it never
 //! depends on `api` and `api`'s tests never depend on `devstack`.
 
