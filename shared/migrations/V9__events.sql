@@ -12,9 +12,10 @@
 CREATE TABLE events (
     seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     xid        xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    -- Unique because seq is: the id spells seq, and lookups by id go through seq (the primary key).
     id         text GENERATED ALWAYS AS
                    ('evt_' || lpad(to_hex(xid::text::bigint), 16, '0') || lpad(to_hex(seq), 16, '0'))
-                   STORED UNIQUE,
+                   STORED NOT NULL,
     client_id  text NOT NULL,
     type       text NOT NULL CHECK (type IN (
                    'transfer.completed', 'transfer.failed',
@@ -25,8 +26,9 @@ CREATE TABLE events (
                    'monitor.triggered', 'monitor.cleared')),
     -- The id of the object the event is about (transaction, hold, discrepancy, run, monitor).
     subject_id text NOT NULL,
-    -- The object as the API returns it, when the change committed.
-    data       jsonb NOT NULL,
+    -- The object as the API returns it, when the change committed. `json`, not `jsonb`: it is only
+    -- ever handed out as it is, so posting pays for checking it, not for converting it.
+    data       json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT statement_timestamp()
 );
 CREATE INDEX events_position_idx ON events (xid, seq);

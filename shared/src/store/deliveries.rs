@@ -346,10 +346,11 @@ pub async fn redeliver(
 ) -> Result<Redelivery, StoreError> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
+    let seq = super::events::Position::from_event_id(event_id).map_or(-1, |p| p.seq);
     let Some(event) = tx
         .query_opt(
-            "SELECT seq, type FROM events WHERE id = $1 AND client_id = $2",
-            &[&event_id, &client_id],
+            "SELECT seq, type FROM events WHERE seq = $1 AND id = $2 AND client_id = $3",
+            &[&seq, &event_id, &client_id],
         )
         .await?
     else {

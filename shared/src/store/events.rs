@@ -109,11 +109,18 @@ pub async fn get(
     client_id: &str,
     id: &str,
 ) -> Result<Option<EventRecord>, StoreError> {
+    let Some(position) = Position::from_event_id(id) else {
+        return Ok(None);
+    };
     let conn = pool.get().await?;
+    // By the primary key the id spells; the whole id must match too.
     let row = conn
         .query_opt(
-            &format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = $1 AND e.client_id = $2"),
-            &[&id, &client_id],
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events e
+                 WHERE e.seq = $1 AND e.id = $2 AND e.client_id = $3"
+            ),
+            &[&position.seq, &id, &client_id],
         )
         .await?;
     Ok(row.map(|r| EventRecord::from_row(&r, 0)))

@@ -15,7 +15,7 @@ use crate::ledger::{BatchPlan, EventSubject, HoldStatus, PlannedEvent};
 use crate::views;
 
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO events (client_id, type, subject_id, data)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])";
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::json[])";
 
 /// The events as the columns `INSERT_EVENTS` unnests.
 #[derive(Default)]
