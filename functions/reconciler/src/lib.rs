@@ -59,7 +59,7 @@ async fn handle_queued(clients: &Clients) -> anyhow::Result<Value> {
         reconciliation::run_queued(&clients.db, &clients.config.reconcile, QUEUED_BUDGET).await?;
     let mut metrics = Metrics::new("reconciler");
     metrics.count("QueuedRuns", done.len() as u64);
-    metrics.count("HoldExpiryAccounts", expired_holds);
+    metrics.count("HoldsExpired", expired_holds);
     metrics.count("HoldExpiryErrors", hold_errors);
     metrics.count(
         "QueuedRunsFailed",
@@ -67,7 +67,7 @@ async fn handle_queued(clients: &Clients) -> anyhow::Result<Value> {
     );
     metrics.millis("Duration", started.elapsed().as_secs_f64() * 1000.0);
     metrics.flush();
-    Ok(json!({"task": QUEUED_TASK, "runs": done, "holdsReleasedOnAccounts": expired_holds}))
+    Ok(json!({"task": QUEUED_TASK, "runs": done, "holdsExpired": expired_holds}))
 }
 
 /// The daily run: every account with statements, then the ledger-wide checks.
