@@ -104,6 +104,9 @@ CREATE TABLE webhook_deliveries (
 -- The head of each endpoint's queue.
 CREATE INDEX webhook_deliveries_pending_idx ON webhook_deliveries (endpoint_id, id)
     WHERE status = 'PENDING';
+-- What each client has in flight (leased), for fair claims: only the deliveries being sent.
+CREATE INDEX webhook_deliveries_in_flight_idx ON webhook_deliveries (client_id)
+    WHERE status = 'PENDING' AND leased_until IS NOT NULL;
 -- An endpoint's delivery log, newest first; an event's deliveries.
 CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, id DESC);
 CREATE INDEX webhook_deliveries_event_idx ON webhook_deliveries (event_seq);

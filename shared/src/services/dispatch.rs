@@ -176,7 +176,12 @@ impl Dispatcher {
             }
             let free = self.settings.concurrency.saturating_sub(in_flight.len());
             if free > 0 {
-                match deliveries::claim(&self.db, free as i64, self.settings.lease).await {
+                // At most half the slots to one client (at least one), so a client's slow or
+                // backlogged endpoints leave the other half to everyone else.
+                let per_client = (self.settings.concurrency / 2).max(1) as i64;
+                match deliveries::claim(&self.db, free as i64, per_client, self.settings.lease)
+                    .await
+                {
                     Ok(claimed) => {
                         worked |= !claimed.is_empty();
                         for c in claimed {

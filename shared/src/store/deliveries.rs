@@ -100,23 +100,42 @@ pub struct Claimed {
 }
 
 /// Claims up to `limit` deliveries, each the head (lowest PENDING id) of an ENABLED endpoint, due
-/// and not leased, and leases them for `lease`. The UPDATE re-checks status and lease on the row it
+/// and not leased, and leases them for `lease`. Fair between clients: a client never has more
+/// than `per_client` deliveries in flight (leased, across every dispatcher), and the heads are
+/// taken in turns (each client's oldest due head first, then each client's second, ...), so one
+/// client's slow or backlogged endpoints never take every sending slot. The UPDATE re-checks status and lease on the row it
 /// locks (READ COMMITTED re-evaluates its WHERE on a row another dispatcher changed), so two
 /// dispatchers never claim the same delivery while its lease lasts.
-pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+pub async fn claim(
+    pool: &PgPool,
+    limit: i64,
+    per_client: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, StoreError> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
             &format!(
-                "WITH heads AS (
-                     SELECT h.id FROM webhook_endpoints w
+                "WITH in_flight AS (
+                     SELECT client_id, count(*) AS n FROM webhook_deliveries
+                     WHERE status = 'PENDING' AND leased_until > now()
+                     GROUP BY client_id),
+                 due AS (
+                     SELECT h.id, w.client_id, h.next_attempt_at,
+                            row_number() OVER (PARTITION BY w.client_id
+                                               ORDER BY h.next_attempt_at, h.id) AS turn
+                     FROM webhook_endpoints w
                      CROSS JOIN LATERAL (
                          SELECT d.id, d.next_attempt_at, d.leased_until FROM webhook_deliveries d
                          WHERE d.endpoint_id = w.id AND d.status = 'PENDING'
                          ORDER BY d.id LIMIT 1) h
                      WHERE w.status = 'ENABLED' AND h.next_attempt_at <= now()
-                       AND (h.leased_until IS NULL OR h.leased_until <= now())
-                     ORDER BY h.next_attempt_at LIMIT $1),
+                       AND (h.leased_until IS NULL OR h.leased_until <= now())),
+                 heads AS (
+                     SELECT due.id FROM due
+                     LEFT JOIN in_flight f ON f.client_id = due.client_id
+                     WHERE due.turn + coalesce(f.n, 0) <= $3
+                     ORDER BY due.turn, due.next_attempt_at LIMIT $1),
                  claimed AS (
                      UPDATE webhook_deliveries d
                      SET leased_until = now() + $2::float8 * interval '1 second'
@@ -132,7 +151,7 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
                  JOIN events e ON e.seq = c.event_seq
                  ORDER BY c.id"
             ),
-            &[&limit, &lease.as_secs_f64()],
+            &[&limit, &lease.as_secs_f64(), &per_client],
         )
         .await?;
     Ok(rows

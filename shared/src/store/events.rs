@@ -95,6 +95,9 @@ pub async fn list(
                 "SELECT {EVENT_COLUMNS} FROM events e
                  WHERE e.client_id = $1 AND ($2::text IS NULL OR e.type = $2)
                    AND ($3::text IS NULL OR (e.xid, e.seq) < ($3::text::xid8, $4::bigint))
+                   -- Only events no running transaction can still precede (as the fan-out
+                   -- reads them), so a client that polls until the last id it saw misses none.
+                   AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
                  ORDER BY e.xid DESC, e.seq DESC LIMIT $5"
             ),
             &[&client_id, &event_type, &xid, &seq, &limit],

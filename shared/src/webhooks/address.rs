@@ -108,6 +108,11 @@ pub fn validate_url(url: &str, allow_private: bool) -> Result<Uri, UrlRefused> {
         return refuse("the URL has no host");
     }
     if !allow_private {
+        // The functions' security group allows outbound 443 only: another port would time out
+        // for the whole retry period.
+        if uri.port_u16().is_some_and(|p| p != 443) {
+            return refuse("the URL must use port 443 (the default for https)");
+        }
         let name = host.trim_end_matches('.').to_ascii_lowercase();
         if let Some(ip) = literal_ip(host) {
             if !is_public(ip) {
@@ -183,7 +188,9 @@ mod tests {
     fn urls_are_checked_at_creation() {
         let refused = |u: &str| validate_url(u, false).is_err();
         assert!(validate_url("https://hooks.example.com/ledger?x=1", false).is_ok());
-        assert!(validate_url("https://8.8.8.8:8443/", false).is_ok());
+        assert!(validate_url("https://8.8.8.8:443/", false).is_ok());
+        assert!(validate_url("https://8.8.8.8:8443/", false).is_err());
+        assert!(validate_url("https://8.8.8.8:8443/", true).is_ok());
         for u in [
             "http://hooks.example.com/",
             "ftp://hooks.example.com/",

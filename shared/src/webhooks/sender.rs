@@ -56,13 +56,15 @@ impl tower::Service<Name> for CheckedResolver {
                 .filter(|a| allow_private || is_public(a.ip()))
                 .collect();
             if allowed.is_empty() {
+                // The addresses go to our log only: the delivery log a client reads says just
+                // "refused address", or it would map private DNS names to private addresses.
                 let ips: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+                tracing::warn!(host = name.as_str(), addresses = %ips.join(", "), "webhook host resolves only to refused addresses");
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!(
-                        "{REFUSED_ADDRESS}: {} resolves to {}",
-                        name.as_str(),
-                        ips.join(", ")
+                        "{REFUSED_ADDRESS}: {} resolves to no public address",
+                        name.as_str()
                     ),
                 ));
             }
