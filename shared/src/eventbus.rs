@@ -11,6 +11,14 @@ use crate::store::events::EventRecord;
 pub const SOURCE: &str = "ledger";
 /// PutEvents takes at most this many entries per call.
 pub const MAX_ENTRIES: usize = 10;
+/// PutEvents takes at most this many bytes of entries per call (AWS's entry size: the time's 14
+/// bytes, then the source, detail type and detail in UTF-8).
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// An entry's size as AWS counts it against [`MAX_REQUEST_BYTES`].
+fn entry_size(detail_type: &str, detail: &str) -> usize {
+    14 + SOURCE.len() + detail_type.len() + detail.len()
+}
 
 #[derive(Clone, Debug)]
 pub struct EventBus {
@@ -52,22 +60,35 @@ impl EventBus {
         &self.client
     }
 
-    /// Puts up to [`MAX_ENTRIES`] events in one call; returns how many, from the first, the bus
-    /// accepted (the caller retries from the first refused one), or why the call failed as a whole.
+    /// Puts the first events that fit one call (at most [`MAX_ENTRIES`] and [`MAX_REQUEST_BYTES`]);
+    /// returns how many, from the first, the bus accepted (the caller retries from the first
+    /// refused one), or why the call failed as a whole. An event too large for any call (over
+    /// 256 KB on its own) can never be put: it is logged as an error and counted as done, so it
+    /// does not stop the bus for every event after it (its webhooks are not affected).
     pub async fn put(&self, events: &[EventRecord]) -> Result<usize, String> {
-        let entries: Vec<PutEventsRequestEntry> = events
-            .iter()
-            .take(MAX_ENTRIES)
-            .map(|e| {
+        let mut entries: Vec<PutEventsRequestEntry> = Vec::new();
+        let mut bytes = 0;
+        for e in events.iter().take(MAX_ENTRIES) {
+            let detail = e.envelope().to_string();
+            let size = entry_size(&e.event_type, &detail);
+            if size > MAX_REQUEST_BYTES && entries.is_empty() {
+                tracing::error!(event_id = %e.id, size, "event too large for EventBridge; not put on the bus");
+                return Ok(1);
+            }
+            if bytes + size > MAX_REQUEST_BYTES {
+                break;
+            }
+            bytes += size;
+            entries.push(
                 PutEventsRequestEntry::builder()
                     .event_bus_name(&self.bus)
                     .source(SOURCE)
                     .detail_type(&e.event_type)
-                    .detail(e.envelope().to_string())
+                    .detail(detail)
                     .time(DateTime::from_millis(e.created_at.timestamp_millis()))
-                    .build()
-            })
-            .collect();
+                    .build(),
+            );
+        }
         let sent = entries.len();
         let output = self
             .client
