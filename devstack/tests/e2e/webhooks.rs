@@ -566,6 +566,51 @@ async fn a_hanging_endpoint_does_not_delay_another_clients_endpoint() {
     run.abort();
 }
 
+/// One client with as many slow endpoints as there are sending slots, each with a backlog, never
+/// takes every slot: another client's events go out while all of them are still answering.
+#[tokio::test]
+async fn one_clients_slow_endpoints_never_take_every_sending_slot() {
+    let s = Stack::start().await;
+    let rx = Receiver::start(|path, _| {
+        if path.starts_with("/slow") {
+            Reply::After(Duration::from_secs(3), 200)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let slots = 4;
+    for e in 0..slots {
+        create_endpoint(&s.api, &rx.url(&format!("/slow{e}")), &["*"]).await;
+    }
+    // The slow client's backlog is older than the other client's event: oldest-first alone would
+    // hand every slot that frees to it.
+    for i in 0..3 {
+        write_event(&s, DEMO_CLIENT, "transfer.completed", &format!("d{i}")).await;
+    }
+    create_endpoint(&s.api.as_other(), &rx.url("/fast"), &["*"]).await;
+    write_event(&s, OTHER_CLIENT, "transfer.completed", "o0").await;
+    let d = dispatcher(&s, |c| {
+        c.concurrency = slots;
+        c.timeout = Duration::from_secs(10);
+    });
+    let started = Instant::now();
+    let run = tokio::spawn(async move { d.run(Duration::from_secs(5)).await });
+    while rx.received("/fast").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "the other client waited for the slow client's endpoints"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Half the slots (2 of 4) went to the slow client; none of its sends has finished yet.
+    let slow: usize = (0..slots)
+        .map(|e| rx.received(&format!("/slow{e}")).len())
+        .sum();
+    assert_eq!(slow, slots / 2);
+    run.abort();
+}
+
 #[tokio::test]
 async fn a_redelivered_event_keeps_its_id() {
     let s = Stack::start().await;
