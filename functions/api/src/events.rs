@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::events::EventType;
+use shared::store::cut_page;
 use shared::store::deliveries::Redelivery;
 use shared::store::events::{self, Position};
 
@@ -20,15 +21,6 @@ use crate::webhooks::{delivery_json, endpoint_id, endpoint_not_found, optional_j
 
 fn event_not_found() -> Problem {
     Problem::not_found("event_not_found", "no event with this id (for this client)")
-}
-
-fn invalid_cursor() -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_cursor",
-        "cursor must be a nextCursor value returned by this route",
-    )
-    .field("cursor")
 }
 
 /// `GET /events[?type=&limit=&cursor=]`: newest first; the cursor is the last event's position.
@@ -49,8 +41,8 @@ pub async fn list(
                     .decode(&v)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(invalid_cursor)?;
-                before = Some(Position::from_event_id(&id).ok_or_else(invalid_cursor)?);
+                    .ok_or_else(page::invalid_cursor)?;
+                before = Some(Position::from_event_id(&id).ok_or_else(page::invalid_cursor)?);
             }
             _ => {
                 let t = EventType::parse(&v).ok_or_else(|| {
@@ -63,7 +55,7 @@ pub async fn list(
             }
         }
     }
-    let rows = events::list(
+    let mut rows = events::list(
         &state.db,
         &client,
         event_type,
@@ -71,14 +63,9 @@ pub async fn list(
         limit as i64 + 1,
     )
     .await?;
-    let more = rows.len() > limit;
-    let page_rows = &rows[..rows.len().min(limit)];
-    let next = more
-        .then(|| page_rows.last())
-        .flatten()
-        .map(|e| URL_SAFE_NO_PAD.encode(&e.id));
+    let next = cut_page(&mut rows, limit, |e| URL_SAFE_NO_PAD.encode(&e.id));
     Ok(Json(json!({
-        "events": page_rows.iter().map(|e| e.envelope()).collect::<Vec<_>>(),
+        "events": rows.iter().map(|e| e.envelope()).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
 }

@@ -351,14 +351,17 @@ pub mod page {
     }
 
     pub fn cursor<T: FromStr>(value: &str) -> Result<(DateTime<Utc>, T), Problem> {
-        decode_cursor(value).ok_or_else(|| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "cursor must be a nextCursor value returned by this route",
-            )
-            .field("cursor")
-        })
+        decode_cursor(value).ok_or_else(invalid_cursor)
+    }
+
+    /// 400 `invalid_cursor`: anything but a `nextCursor` the route handed out.
+    pub fn invalid_cursor() -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            "cursor must be a nextCursor value returned by this route",
+        )
+        .field("cursor")
     }
 
     #[cfg(test)]

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::events::EventType;
 use shared::services::webhooks as services;
+use shared::store::cut_page;
 use shared::store::deliveries::{self, AttemptRecord, DeliveryRecord};
 use shared::store::webhooks::{self, EndpointRecord};
 use shared::webhooks::ALL_TYPES;
@@ -292,7 +293,7 @@ pub async fn deliveries(
     let endpoint = webhooks::get(&state.db, &client, endpoint_id(&id)?)
         .await?
         .ok_or_else(endpoint_not_found)?;
-    let rows = deliveries::list(
+    let mut rows = deliveries::list(
         &state.db,
         &client,
         endpoint.id,
@@ -301,14 +302,11 @@ pub async fn deliveries(
         limit as i64 + 1,
     )
     .await?;
-    let more = rows.len() > limit;
-    let page_rows = &rows[..rows.len().min(limit)];
-    let next = more
-        .then(|| page_rows.last())
-        .flatten()
-        .map(|d| page::encode_cursor(d.created_at, d.id));
+    let next = cut_page(&mut rows, limit, |d| {
+        page::encode_cursor(d.created_at, d.id)
+    });
     Ok(Json(json!({
-        "deliveries": page_rows.iter().map(delivery_json).collect::<Vec<_>>(),
+        "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
 }

@@ -233,15 +233,10 @@ pub async fn ledger_page(
             reference: r.get("reference"),
         })
         .collect();
-    let next = if entries.len() > limit {
-        entries.truncate(limit);
-        entries.last().map(|e| LedgerCursor {
-            posted_at: e.posted_at,
-            id: e.id,
-        })
-    } else {
-        None
-    };
+    let next = super::cut_page(&mut entries, limit, |e| LedgerCursor {
+        posted_at: e.posted_at,
+        id: e.id,
+    });
     Ok((entries, next))
 }
 

@@ -111,12 +111,7 @@ pub async fn list_discrepancies(
         .iter()
         .map(discrepancy_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|d| (d.created_at, d.id))
-    } else {
-        None
-    };
+    let next = super::cut_page(&mut items, limit, |d| (d.created_at, d.id));
     Ok((items, next))
 }
 

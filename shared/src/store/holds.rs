@@ -54,7 +54,6 @@ pub(super) const HOLD_STATE_COLUMNS: &str = "client_id, source_account_id, desti
 
 /// A hold's state from a row with `HOLD_STATE_COLUMNS`.
 pub(super) fn hold_state(r: &Row) -> Result<HoldState, StoreError> {
-    let status: &str = r.try_get("status")?;
     Ok(HoldState {
         client_id: r.try_get("client_id")?,
         source_account_id: r.try_get("source_account_id")?,
@@ -62,8 +61,7 @@ pub(super) fn hold_state(r: &Row) -> Result<HoldState, StoreError> {
         currency: r.try_get("currency")?,
         amount: r.try_get("amount")?,
         captured: r.try_get("captured")?,
-        status: HoldStatus::parse(status)
-            .ok_or_else(|| StoreError::Decode(format!("hold status {status:?}")))?,
+        status: super::decode_enum(r, "hold", "status", HoldStatus::parse)?,
         expires_at: r.try_get("expires_at")?,
     })
 }
@@ -268,14 +266,9 @@ pub async fn list_for_account(
         .iter()
         .map(hold_record)
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let next = if holds.len() > limit {
-        holds.truncate(limit);
-        holds.last().map(|h| HoldCursor {
-            created_at: h.created_at,
-            id: h.id,
-        })
-    } else {
-        None
-    };
+    let next = super::cut_page(&mut holds, limit, |h| HoldCursor {
+        created_at: h.created_at,
+        id: h.id,
+    });
     Ok((holds, next))
 }

@@ -166,6 +166,32 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
 }
 
 /// Cheap liveness probe for `/ready`.
+/// A text column holding one of an enum's spellings, read with its `parse`; anything else is a
+/// `Decode` error naming `what` and the column, never a guess.
+pub(crate) fn decode_enum<T>(
+    r: &tokio_postgres::Row,
+    what: &str,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let s: &str = r.try_get(column)?;
+    parse(s).ok_or_else(|| StoreError::Decode(format!("{what} {column} {s:?}")))
+}
+
+/// Cuts a keyset page read as `limit + 1` rows down to `limit`; when there was more, returns the
+/// position to continue from (`position` of the last row kept).
+pub fn cut_page<T, P>(
+    rows: &mut Vec<T>,
+    limit: usize,
+    position: impl FnOnce(&T) -> P,
+) -> Option<P> {
+    if rows.len() <= limit {
+        return None;
+    }
+    rows.truncate(limit);
+    rows.last().map(position)
+}
+
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let conn = pool.get().await?;
     conn.simple_query("SELECT 1").await?;

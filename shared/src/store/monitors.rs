@@ -20,8 +20,7 @@ pub(super) const MONITOR_COLUMNS: &str = "id, client_id, account_id, currency::t
      triggered_count, last_triggered_at, last_cleared_at, created_at";
 
 fn decode<T>(r: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    let s: &str = r.try_get(column)?;
-    parse(s).ok_or_else(|| StoreError::Decode(format!("monitor {column} {s:?}")))
+    super::decode_enum(r, "monitor", column, parse)
 }
 
 /// A monitor from a row with `MONITOR_COLUMNS`.
@@ -279,15 +278,10 @@ pub async fn list(
         )
         .await?;
     let mut monitors = rows.iter().map(monitor).collect::<Result<Vec<_>, _>>()?;
-    let next = if monitors.len() > limit {
-        monitors.truncate(limit);
-        monitors.last().map(|m| MonitorCursor {
-            created_at: m.created_at,
-            id: m.id,
-        })
-    } else {
-        None
-    };
+    let next = super::cut_page(&mut monitors, limit, |m| MonitorCursor {
+        created_at: m.created_at,
+        id: m.id,
+    });
     Ok((monitors, next))
 }
 

@@ -274,12 +274,7 @@ pub async fn search(
     let conn = pool.get().await?;
     let rows = conn.query(&records_of(&ids), &sql.refs()).await?;
     let mut items = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(position)
-    } else {
-        None
-    };
+    let next = super::cut_page(&mut items, limit, position);
     Ok((items, next))
 }
 
