@@ -162,6 +162,12 @@ async fn every_event_fixture_runs_through_its_handler() {
     assert_eq!(monitor["condition"], "BELOW");
     let monitors = api("list-monitors", StatusCode::OK).await;
     assert_eq!(monitors["monitors"][0]["id"], monitor["id"]);
+    // The fixtures name a monitor this stack never created: not found, as for another client.
+    assert_eq!(
+        api("get-monitor", StatusCode::NOT_FOUND).await["code"],
+        "monitor_not_found"
+    );
+    api("disable-monitor", StatusCode::NOT_FOUND).await;
     // Search and export: alice's completed transactions, newest first; the same as CSV.
     let found = api("search-transactions", StatusCode::OK).await;
     assert!(
