@@ -650,10 +650,22 @@ async fn every_response_matches_openapi() {
         .await
         .unwrap()
         .get(0);
-    let (_, page) = c
-        .get("/api/v1/events?limit=1&type=transfer.completed")
-        .await;
-    assert_eq!(page["events"][0]["id"], event.as_str());
+    // Listed once no running transaction can precede it (the horizon is the whole server's, and
+    // other tests' transactions run on it): wait for that, then it is the newest.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, page) = c
+            .get("/api/v1/events?limit=1&type=transfer.completed")
+            .await;
+        if page["events"][0]["id"] == event.as_str() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the event was never listed: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     c.get("/api/v1/events?cursor=@").await; // 400
     c.get(&format!("/api/v1/events/{event}")).await;
     c.get("/api/v1/events/evt_nope").await; // 404
